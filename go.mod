@@ -1,0 +1,3 @@
+module github.com/porto-dev/porto
+
+go 1.26.0
