@@ -1,0 +1,212 @@
+package service
+
+import (
+	"context"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/porto-dev/porto/api"
+	"golang.org/x/sys/unix"
+)
+
+// Restore reloads persisted containers (parents first) and reconciles each
+// with what really runs: is its root process alive and still the same
+// process, is it still our supervisor's child, is its cgroup frozen.
+func (m *Manager) Restore(ctx context.Context) error {
+	t0 := time.Now()
+	recs, bad := m.store.load()
+	for _, b := range bad {
+		m.log.Error("unreadable container state set aside", "detail", b)
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		di, dj := depth(recs[i].Name), depth(recs[j].Name)
+		if di != dj {
+			return di < dj
+		}
+		return recs[i].Name < recs[j].Name
+	})
+	var restored []*Container
+	m.treeMu.Lock()
+	for _, r := range recs {
+		parent := m.root
+		if pn := api.ParentName(r.Name); pn != api.RootName {
+			parent = m.byName[pn]
+		}
+		if parent == nil {
+			m.log.Error("container without parent dropped", "container", r.Name)
+			continue
+		}
+		if r.Props == nil {
+			r.Props = map[string]string{}
+		}
+		c := &Container{name: r.Name, parent: parent, children: map[string]*Container{}, rec: r}
+		m.byName[r.Name] = c
+		parent.children[r.Name] = c
+		restored = append(restored, c)
+	}
+	m.treeMu.Unlock()
+
+	running := 0
+	for _, c := range restored {
+		if m.reconcile(c) {
+			running++
+		}
+	}
+	m.log.Info("containers restored", "count", len(restored), "with_process", running, "took", time.Since(t0))
+	return nil
+}
+
+// reconcile brings one restored container in line with reality; it
+// reports whether the container has a live process.
+func (m *Manager) reconcile(c *Container) bool {
+	r := c.rec
+	pid := r.RootPid
+	same := pid > 0 && procStartTime(pid) == r.RootStart && r.RootStart != 0
+	switch r.State {
+	case api.StateStopped:
+		if pid > 0 {
+			// A start was interrupted: its process waited for a config that
+			// never came. Make sure it is gone and clean up.
+			if same {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			m.cleanupRun(c)
+			m.removeCgroups(c)
+			c.rec.RootPid, c.rec.RootStart = 0, 0
+			m.save(c)
+		}
+		return false
+	case api.StateDead:
+		m.scheduleAfterDeath(c)
+		return false
+	}
+	// running, meta, paused
+	if pid == 0 {
+		return false // a meta container without a process
+	}
+	if !same {
+		if procStartTime(pid) == 0 || r.RootStart == 0 {
+			// Gone (or never recorded) and not a zombie of ours: nobody could
+			// learn its exit status.
+			m.registerPid(c, pid)
+			m.markDeadRestored(c)
+			return false
+		}
+		m.registerPid(c, pid)
+		m.markDeadRestored(c)
+		return false
+	}
+	m.registerPid(c, pid)
+	if fr, err := m.cg.Frozen(c.name); err == nil && fr && r.State != api.StatePaused {
+		c.rec.PausedFrom = r.State
+		c.rec.State = api.StatePaused
+		m.save(c)
+	}
+	if m.spawner == nil || procPPid(pid) != m.spawner.SupervisorPid() {
+		// Not our supervisor's child (the supervisor itself was restarted):
+		// we can watch it die but never learn its status.
+		m.watchForeign(c, pid)
+	}
+	return true
+}
+
+func (m *Manager) markDeadRestored(c *Container) {
+	c.mu.Lock()
+	pid := c.exitPid
+	st := -1
+	c.exitRaw = &st
+	c.foreign = true
+	close(c.exited)
+	c.mu.Unlock()
+	go m.handleDeath(c, pid)
+}
+
+func procPPid(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// pidWatcher learns the death of processes that are not our children
+// through pidfds in one epoll set: one goroutine for all of them.
+type pidWatcher struct {
+	once sync.Once
+	ep   int
+	mu   sync.Mutex
+	fds  map[int32]int // pidfd -> pid
+}
+
+func (m *Manager) watchForeign(c *Container, pid int) {
+	w := &m.foreignW
+	w.once.Do(func() {
+		ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+		if err != nil {
+			m.log.Error("epoll", "err", err)
+			w.ep = -1
+			return
+		}
+		w.ep = ep
+		w.fds = map[int32]int{}
+		go m.foreignLoop()
+	})
+	if w.ep < 0 {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		// Gone already.
+		m.deliverExit(pid, -1, true)
+		return
+	}
+	w.mu.Lock()
+	w.fds[int32(fd)] = pid
+	w.mu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+	if err := unix.EpollCtl(w.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		m.log.Error("epoll add", "err", err)
+	}
+	m.log.Info("re-attached a container whose process is not our child; its exit status will be unknown", "container", c.name, "pid", pid)
+}
+
+func (m *Manager) foreignLoop() {
+	w := &m.foreignW
+	evs := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(w.ep, evs, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			m.log.Error("epoll wait", "err", err)
+			return
+		}
+		for _, ev := range evs[:n] {
+			w.mu.Lock()
+			pid, ok := w.fds[ev.Fd]
+			delete(w.fds, ev.Fd)
+			w.mu.Unlock()
+			unix.EpollCtl(w.ep, unix.EPOLL_CTL_DEL, int(ev.Fd), nil)
+			unix.Close(int(ev.Fd))
+			if ok {
+				m.deliverExit(pid, -1, true)
+			}
+		}
+	}
+}

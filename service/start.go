@@ -1,0 +1,444 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/isolation"
+	"golang.org/x/sys/unix"
+)
+
+// runPlan is everything a start needs, computed before touching the system.
+type runPlan struct {
+	cfg      isolation.Config
+	spec     isolation.LaunchSpec
+	meta     bool // no command: a meta container
+	process  bool // a process is started (command, or porto-init for an isolated meta)
+	uid, gid int
+	workDir  string // porto-owned directory to create (and remove on stop); "" if none
+	stdout   string // default std files porto creates ("" when a custom path is set)
+	stderr   string
+}
+
+func (m *Manager) plan(c *Container) (*runPlan, error) {
+	p := &runPlan{}
+	argv, err := SplitCommand(m.value(c, "command"))
+	if err != nil {
+		return nil, api.Errorf(api.InvalidValue, "command: %v", err)
+	}
+	isolate := m.boolValue(c, "isolate")
+	p.meta = len(argv) == 0
+	p.process = !p.meta || isolate
+
+	uid, err := lookupUID(m.value(c, "user"))
+	if err != nil {
+		return nil, err
+	}
+	gid, err := lookupGID(m.value(c, "group"))
+	if err != nil {
+		return nil, err
+	}
+	p.uid, p.gid = int(uid), int(gid)
+	if !p.process {
+		return p, nil
+	}
+
+	root := m.value(c, "root")
+	cwd := m.value(c, "cwd")
+	cfg := &p.cfg
+	cfg.Name = c.name
+	cfg.UID, cfg.GID = p.uid, p.gid
+	cfg.Groups = supplementaryGroups(uid, gid)
+	cfg.Cwd = cwd
+	cfg.Isolate = isolate
+	if root != "/" {
+		cfg.Root = root
+		cfg.RootReadonly = m.boolValue(c, "root_readonly")
+	}
+	if cfg.Binds, err = isolation.ParseBinds(m.value(c, "bind")); err != nil {
+		return nil, api.Errorf(api.InvalidValue, "bind: %v", err)
+	}
+	cfg.BindDNS = m.boolValue(c, "bind_dns")
+	cfg.Hostname = m.value(c, "hostname")
+	cfg.VirtMode = m.value(c, "virt_mode")
+	if caps, ok := c.prop("capabilities"); ok && caps != "" {
+		if cfg.Capabilities, err = isolation.ParseCapabilities(caps); err != nil {
+			return nil, api.Errorf(api.InvalidValue, "capabilities: %v", err)
+		}
+	}
+	if cfg.Rlimits, err = ParseUlimit(m.value(c, "ulimit")); err != nil {
+		return nil, err
+	}
+	userEnv, err := ParseEnv(m.value(c, "env"))
+	if err != nil {
+		return nil, err
+	}
+	user := m.value(c, "user")
+	cfg.Env = buildEnv(userEnv, map[string]string{
+		"PATH":       "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME":       cwd,
+		"USER":       user,
+		"container":  "lxc",
+		"PORTO_NAME": c.name,
+		"PORTO_HOST": m.host,
+		"PORTO_USER": userName(c.ownerUID()),
+	})
+	if p.meta {
+		cfg.Argv = []string{"porto-init"}
+		cfg.InitFD = 4
+	} else {
+		cfg.Argv = argv
+	}
+
+	// std streams: porto's own files unless a path is set.
+	if root == "/" {
+		p.workDir = filepath.Join(m.cfg.Place, c.name)
+	}
+	if v, ok := c.prop("stdin_path"); ok && v != "/dev/null" {
+		cfg.StdinPath = v
+	}
+	if v, ok := c.prop("stdout_path"); ok {
+		cfg.StdoutPath = v
+	} else {
+		p.stdout = filepath.Join(m.workDir(c), "stdout")
+	}
+	if v, ok := c.prop("stderr_path"); ok {
+		cfg.StderrPath = v
+	} else {
+		p.stderr = filepath.Join(m.workDir(c), "stderr")
+	}
+
+	p.spec.Cloneflags = isolation.CloneFlags(cfg)
+	if !isolate {
+		// Share the namespaces of the nearest ancestor that has a process.
+		for a := c.parent; a != nil && !a.isRoot(); a = a.parent {
+			a.mu.Lock()
+			pid, st := a.rec.RootPid, a.rec.State
+			a.mu.Unlock()
+			if pid > 0 && (st == api.StateRunning || st == api.StateMeta || st == api.StatePaused) {
+				p.spec.JoinPid = pid
+				p.spec.JoinNS = []string{"ipc", "uts", "net", "pid", "mnt"}
+				break
+			}
+		}
+	}
+	return p, nil
+}
+
+// buildEnv puts the user's variables first, the last assignment of a name
+// first of all (so it is the one getenv finds), then the defaults they did
+// not override.
+func buildEnv(user []string, defaults map[string]string) []string {
+	out := make([]string, 0, len(user)+len(defaults))
+	seen := map[string]bool{}
+	for i := len(user) - 1; i >= 0; i-- {
+		k, _, _ := strings.Cut(user[i], "=")
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, user[i])
+	}
+	for _, k := range []string{"PATH", "HOME", "USER", "container", "PORTO_NAME", "PORTO_HOST", "PORTO_USER"} {
+		if !seen[k] {
+			out = append(out, k+"="+defaults[k])
+		}
+	}
+	return out
+}
+
+// doStart starts a stopped container whose parent is running or meta. The
+// caller holds c's operation lock.
+func (m *Manager) doStart(ctx context.Context, c *Container) error {
+	p, err := m.plan(c)
+	if err != nil {
+		return err
+	}
+	if err := m.cg.Create(c.name); err != nil {
+		return api.Wrap(api.Unknown, err, "cgroups: "+err.Error())
+	}
+	if err := m.applyLimits(c); err != nil {
+		m.removeCgroups(c)
+		return err
+	}
+	c.mu.Lock()
+	c.rec.StartErrno = 0
+	c.rec.ExitStatus = 0
+	c.rec.ExitLost = false
+	c.rec.OOMKilled = false
+	c.rec.DeathTime = 0
+	c.rec.StartTime = time.Now().UnixMilli()
+	c.mu.Unlock()
+
+	if !p.process {
+		m.setState(c, api.StateMeta)
+		return nil
+	}
+	err = m.startProcess(c, p)
+	if err != nil {
+		m.cleanupRun(c)
+		m.removeCgroups(c)
+		c.mu.Lock()
+		c.rec.State = api.StateStopped
+		c.rec.RootPid = 0
+		c.rec.StartTime = 0
+		c.mu.Unlock()
+		m.save(c)
+		return err
+	}
+	if p.meta {
+		m.setState(c, api.StateMeta)
+	} else {
+		m.setState(c, api.StateRunning)
+	}
+	return nil
+}
+
+func (m *Manager) startProcess(c *Container, p *runPlan) error {
+	files, err := m.openStd(c, p)
+	defer closeAll(files)
+	if err != nil {
+		return err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return api.Wrap(api.Unknown, err, "socketpair: "+err.Error())
+	}
+	parentEnd := os.NewFile(uintptr(fds[0]), "sync")
+	childEnd := os.NewFile(uintptr(fds[1]), "sync-child")
+	defer parentEnd.Close()
+	files = append(files, childEnd)
+	if p.meta {
+		initf, err := os.Open(m.cfg.InitPath)
+		if err != nil {
+			return api.Errorf(api.Unknown, "porto-init: %v", err)
+		}
+		files = append(files, initf)
+	}
+
+	m.spawnGate.RLock()
+	pid, err := m.spawner.Spawn(p.spec, files)
+	if err == nil {
+		m.registerPid(c, pid)
+	}
+	m.spawnGate.RUnlock()
+	closeAll(files)
+	files = nil
+	if err != nil {
+		return api.Wrap(api.Unknown, err, "spawn: "+err.Error())
+	}
+	c.mu.Lock()
+	c.rec.RootPid = pid
+	c.mu.Unlock()
+
+	fail := func(e error) error {
+		syscall.Kill(pid, syscall.SIGKILL)
+		m.reapRoot(c, m.cfg.KillTimeout, true)
+		return e
+	}
+	if err := m.cg.Attach(c.name, pid); err != nil {
+		return fail(api.Wrap(api.Unknown, err, "cgroups: "+err.Error()))
+	}
+	m.save(c) // RootPid is on disk before the command runs
+	if err := isolation.Release(parentEnd, &p.cfg); err != nil {
+		return fail(api.Wrap(api.Unknown, err, "start: "+err.Error()))
+	}
+	if err := isolation.WaitExec(parentEnd); err != nil {
+		var se *isolation.StartError
+		if errors.As(err, &se) {
+			c.mu.Lock()
+			c.rec.StartErrno = se.Errno
+			c.mu.Unlock()
+			return fail(api.Errorf(api.Unknown, "%s", se.Error()))
+		}
+		return fail(api.Wrap(api.Unknown, err, "start: "+err.Error()))
+	}
+	st := procStartTime(pid)
+	c.mu.Lock()
+	c.rec.RootStart = st
+	if p.cfg.StdoutPath != "" {
+		c.rec.Stdout = fileID(fmt.Sprintf("/proc/%d/fd/1", pid), p.cfg.StdoutPath)
+	}
+	if p.cfg.StderrPath != "" {
+		c.rec.Stderr = fileID(fmt.Sprintf("/proc/%d/fd/2", pid), p.cfg.StderrPath)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// openStd opens fds 0..2 for the stage: /dev/null for stdin (a custom path
+// is opened by the stage itself, with the container's credentials), and
+// porto's own stdout/stderr files.
+func (m *Manager) openStd(c *Container, p *runPlan) ([]*os.File, error) {
+	var files []*os.File
+	devnull, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
+	if err != nil {
+		return nil, api.Wrap(api.Unknown, err, err.Error())
+	}
+	files = append(files, devnull)
+	if p.workDir != "" {
+		if err := m.makeWorkDir(c, p.workDir, p.uid, p.gid); err != nil {
+			return files, err
+		}
+	}
+	for _, which := range []string{"stdout", "stderr"} {
+		path := p.stdout
+		if which == "stderr" {
+			path = p.stderr
+		}
+		if path == "" {
+			dup, err := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+			if err != nil {
+				return files, api.Wrap(api.Unknown, err, err.Error())
+			}
+			files = append(files, dup)
+			continue
+		}
+		f, id, err := createStd(path, p.uid, p.gid)
+		if err != nil {
+			return files, api.Errorf(api.Unknown, "%s: %v", which, err)
+		}
+		files = append(files, f)
+		c.mu.Lock()
+		if which == "stdout" {
+			c.rec.Stdout = id
+		} else {
+			c.rec.Stderr = id
+		}
+		c.rec.OwnFiles = append(c.rec.OwnFiles, path)
+		c.mu.Unlock()
+	}
+	return files, nil
+}
+
+// makeWorkDir creates place/<name> afresh, owned by the container's user.
+func (m *Manager) makeWorkDir(c *Container, dir string, uid, gid int) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
+	}
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		os.Remove(dir)
+		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
+	}
+	c.mu.Lock()
+	c.rec.WorkDir = dir
+	c.mu.Unlock()
+	return nil
+}
+
+// createStd creates a std file porto owns, never following a symlink,
+// and hands it to the container's user.
+func createStd(path string, uid, gid int) (*os.File, stdFile, error) {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return nil, stdFile{}, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, stdFile{}, err
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, stdFile{}, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, stdFile{}, err
+	}
+	return f, stdFile{Path: path, Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+func fileID(procPath, path string) stdFile {
+	var st syscall.Stat_t
+	if err := syscall.Stat(procPath, &st); err != nil {
+		return stdFile{Path: path}
+	}
+	return stdFile{Path: path, Dev: st.Dev, Ino: st.Ino}
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// cleanupRun removes the files porto created for the last run.
+func (m *Manager) cleanupRun(c *Container) {
+	c.mu.Lock()
+	own, dir := c.rec.OwnFiles, c.rec.WorkDir
+	c.rec.OwnFiles, c.rec.WorkDir = nil, ""
+	c.rec.Stdout, c.rec.Stderr = stdFile{}, stdFile{}
+	c.mu.Unlock()
+	for _, f := range own {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			m.log.Warn("cannot remove file", "container", c.name, "path", f, "err", err)
+		}
+	}
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			m.log.Warn("cannot remove working directory", "container", c.name, "path", dir, "err", err)
+		}
+		// Remove empty parents up to place (nested names).
+		for d := filepath.Dir(dir); strings.HasPrefix(d, m.cfg.Place+"/"); d = filepath.Dir(d) {
+			if os.Remove(d) != nil {
+				break
+			}
+		}
+	}
+}
+
+func (m *Manager) removeCgroups(c *Container) {
+	if err := m.cg.Remove(c.name); err != nil {
+		m.log.Warn("cannot remove cgroups", "container", c.name, "err", err)
+	}
+}
+
+// procStartTime is field 22 of /proc/pid/stat (clock ticks since boot).
+func procStartTime(pid int) uint64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+// procState is field 3 of /proc/pid/stat ("" if gone).
+func procState(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
