@@ -1,0 +1,111 @@
+# porto: build, test and install.
+#
+#   make build         bin/portod, bin/portoctl, bin/porto-init
+#   make test          unit tests (no root, no bus): go test ./...
+#   sudo make check    build + unit tests + root integration tier (PORTO_ROOT_TESTS=1)
+#   sudo make install  DESTDIR-aware install of binaries, config and system files
+#   sudo make setup-demo  fresh machine: deps, build, install, bus, portod, first container
+
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+GOFLAGS   ?=
+TESTFLAGS ?=
+# The root tier: every package, one at a time (they share cgroups and buses).
+ROOT_PKGS ?= ./...
+ROOT_TESTFLAGS ?= -count=1 -p 1 -timeout 25m
+
+PREFIX    ?= /usr
+SBINDIR   ?= $(PREFIX)/sbin
+BINDIR    ?= $(PREFIX)/bin
+LIBDIR    ?= $(PREFIX)/lib/porto
+DATADIR   ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
+DBUSPOLICYDIR ?= $(DATADIR)/dbus-1/system.d
+DBUSSERVICEDIR ?= $(DATADIR)/dbus-1/system-services
+POLKITDIR ?= $(DATADIR)/polkit-1/actions
+SYSTEMDUNITDIR ?= /lib/systemd/system
+DOCDIR    ?= $(DATADIR)/doc/porto
+DESTDIR   ?=
+
+BIN := bin/portod bin/portoctl bin/porto-init
+
+.PHONY: all build test check check-root install uninstall clean fmt vet setup-demo FORCE
+
+all: build
+
+build: $(BIN)
+
+bin/portod: FORCE
+	$(GO) build $(GOFLAGS) -o $@ ./cmd/portod
+
+bin/portoctl: FORCE
+	$(GO) build $(GOFLAGS) -o $@ ./cmd/portoctl
+
+# porto-init is pid 1 of containers: static, no cgo.
+bin/porto-init: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./cmd/porto-init
+
+FORCE:
+
+# Unit tier: no root, no bus. Root-only tests skip themselves.
+test:
+	env -u PORTO_ROOT_TESTS $(GO) test $(GOFLAGS) $(TESTFLAGS) ./...
+
+# What CI and the README run, as root: build, unit tier, then the root
+# integration tier (tests/ drives bin/portod and bin/portoctl on a private bus).
+check: build
+	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory check-root
+
+check-root:
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make check: the integration tier needs root: run 'sudo make check'" >&2; exit 1; fi
+	PORTO_ROOT_TESTS=1 PORTO_BIN=$(CURDIR)/bin $(GO) test $(GOFLAGS) $(ROOT_TESTFLAGS) $(TESTFLAGS) $(ROOT_PKGS)
+
+fmt:
+	gofmt -w $$(find . -name '*.go' -not -path './tests/.work/*')
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './tests/.work/*')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:" $$out >&2; exit 1; fi
+
+# DESTDIR-aware. /etc/porto.conf is never overwritten on a live system
+# (DESTDIR empty); a staged install (DESTDIR set) always gets the example.
+install: build
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)
+	install -m 0755 bin/portod $(DESTDIR)$(SBINDIR)/portod
+	install -m 0755 bin/portoctl $(DESTDIR)$(BINDIR)/portoctl
+	install -m 0755 bin/porto-init $(DESTDIR)$(LIBDIR)/porto-init
+	install -d $(DESTDIR)$(SYSCONFDIR)
+	@if [ -n "$(DESTDIR)" ] || [ ! -e $(SYSCONFDIR)/porto.conf ]; then \
+		echo install -m 0644 porto.conf $(DESTDIR)$(SYSCONFDIR)/porto.conf; \
+		install -m 0644 porto.conf $(DESTDIR)$(SYSCONFDIR)/porto.conf; \
+	else echo "keeping existing $(SYSCONFDIR)/porto.conf (the example is in $(DOCDIR))"; fi
+	install -d $(DESTDIR)$(DBUSPOLICYDIR) $(DESTDIR)$(DBUSSERVICEDIR) $(DESTDIR)$(POLKITDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DOCDIR)
+	install -m 0644 packaging/org.porto.Manager.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.porto.Manager.conf
+	install -m 0644 packaging/org.porto.Manager.service $(DESTDIR)$(DBUSSERVICEDIR)/org.porto.Manager.service
+	install -m 0644 packaging/org.porto.policy $(DESTDIR)$(POLKITDIR)/org.porto.policy
+	install -m 0644 packaging/porto.service $(DESTDIR)$(SYSTEMDUNITDIR)/porto.service
+	@if [ -e packaging/porto.socket ]; then \
+		echo install -m 0644 packaging/porto.socket $(DESTDIR)$(SYSTEMDUNITDIR)/porto.socket; \
+		install -m 0644 packaging/porto.socket $(DESTDIR)$(SYSTEMDUNITDIR)/porto.socket; fi
+	install -m 0644 porto.conf README.md $(DESTDIR)$(DOCDIR)/
+	@if [ -d docs ]; then install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/portod $(DESTDIR)$(BINDIR)/portoctl $(DESTDIR)$(LIBDIR)/porto-init
+	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/org.porto.Manager.conf $(DESTDIR)$(DBUSSERVICEDIR)/org.porto.Manager.service
+	rm -f $(DESTDIR)$(POLKITDIR)/org.porto.policy $(DESTDIR)$(SYSTEMDUNITDIR)/porto.service $(DESTDIR)$(SYSTEMDUNITDIR)/porto.socket
+	rm -rf $(DESTDIR)$(DOCDIR)
+	-rmdir $(DESTDIR)$(LIBDIR) 2>/dev/null
+	@echo "left $(SYSCONFDIR)/porto.conf in place"
+
+# One command on a fresh machine: packages, build, install, a system bus if
+# there is none, portod, and a first container.
+setup-demo:
+	@if [ "$$(id -u)" != 0 ]; then echo "make setup-demo needs root: run 'sudo make setup-demo'" >&2; exit 1; fi
+	GO=$(GO) packaging/setup-demo
+
+clean:
+	rm -rf bin tests/.work
+	-$(GO) clean -testcache
