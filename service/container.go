@@ -29,10 +29,10 @@ type record struct {
 	DeathTime  int64             `json:"death_time,omitempty"` // unix ms
 	// Files porto created for this run (removed on stop), and the identity
 	// of the std files so reads never follow a swapped path.
-	WorkDir   string    `json:"work_dir,omitempty"`
-	Stdout    stdFile   `json:"stdout,omitempty"`
-	Stderr    stdFile   `json:"stderr,omitempty"`
-	OwnFiles  []string  `json:"own_files,omitempty"`
+	WorkDir  string   `json:"work_dir,omitempty"`
+	Stdout   stdFile  `json:"stdout,omitempty"`
+	Stderr   stdFile  `json:"stderr,omitempty"`
+	OwnFiles []string `json:"own_files,omitempty"`
 }
 
 type stdFile struct {
@@ -61,11 +61,11 @@ type Container struct {
 	destroyed bool
 	// exited is closed by the exit dispatcher when RootPid's exit arrives;
 	// exitRaw holds it until an operation consumes it.
-	exited    chan struct{}
-	exitRaw   *int
-	exitPid   int
-	foreign   bool // RootPid is not a child of our supervisor (re-attached)
-	timerGen  int  // invalidates respawn/aging timers
+	exited   chan struct{}
+	exitRaw  *int
+	exitPid  int
+	foreign  bool // RootPid is not a child of our supervisor (re-attached)
+	timerGen int  // invalidates respawn/aging timers
 }
 
 func (c *Container) isRoot() bool { return c.parent == nil }

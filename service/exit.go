@@ -47,6 +47,7 @@ func (m *Manager) dispatchExits() {
 		case ex, ok := <-m.spawner.Exits():
 			if !ok {
 				m.log.Error("supervisor connection lost; exits are no longer reported")
+				close(m.lost)
 				return
 			}
 			m.deliverExit(ex.Pid, ex.Status, false)

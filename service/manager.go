@@ -41,6 +41,7 @@ type Manager struct {
 	subs  map[chan Event]struct{}
 
 	foreignW pidWatcher
+	lost     chan struct{} // closed when the spawner's exit stream ends
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,6 +66,7 @@ func New(cfg Config, sp Spawner, cg Cgroups, log *slog.Logger) (*Manager, error)
 		changed: make(chan struct{}),
 		subs:    map[chan Event]struct{}{},
 		ctx:     ctx, cancel: cancel,
+		lost: make(chan struct{}),
 	}
 	m.root = &Container{name: api.RootName, children: map[string]*Container{}}
 	m.root.rec = record{Name: api.RootName, State: api.StateMeta}
@@ -82,6 +84,10 @@ func (m *Manager) Run() {
 		m.dispatchExits()
 	}()
 }
+
+// Lost is closed when the spawner stops reporting exits (the supervisor
+// is gone); the daemon should then exit and be restarted.
+func (m *Manager) Lost() <-chan struct{} { return m.lost }
 
 // Close stops background work (not the containers).
 func (m *Manager) Close() {

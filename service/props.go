@@ -281,7 +281,9 @@ func init() {
 		&prop{name: "respawn", desc: "restart the container when it dies", def: constDef("false"), validate: vBool},
 		&prop{name: "max_respawn", desc: "how many times to respawn; -1: unlimited", def: constDef("-1"), validate: vInt(-1, 1<<31-1)},
 		&prop{name: "aging_time", desc: "seconds after which a dead container is destroyed",
-			def:      func(m *Manager, _ *Container) string { return strconv.FormatInt(int64(m.cfg.AgingTime/time.Second), 10) },
+			def: func(m *Manager, _ *Container) string {
+				return strconv.FormatInt(int64(m.cfg.AgingTime/time.Second), 10)
+			},
 			validate: vInt(0, 10*365*86400)},
 		&prop{name: "private", desc: "free-form text for the user (at most 4096 bytes)", dynamic: true, validate: vString(4096)},
 

@@ -133,22 +133,22 @@ func (m *Manager) plan(c *Container) (*runPlan, error) {
 	return p, nil
 }
 
-// buildEnv puts the user's variables first, the last assignment of a name
-// first of all (so it is the one getenv finds), then the defaults they did
-// not override.
+// buildEnv puts the user's variables first, in their order (a name set
+// twice keeps its last value), then the defaults they did not override.
 func buildEnv(user []string, defaults map[string]string) []string {
 	out := make([]string, 0, len(user)+len(defaults))
-	seen := map[string]bool{}
-	for i := len(user) - 1; i >= 0; i-- {
-		k, _, _ := strings.Cut(user[i], "=")
-		if seen[k] {
+	seen := map[string]int{}
+	for _, kv := range user {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, dup := seen[k]; dup {
+			out[i] = kv
 			continue
 		}
-		seen[k] = true
-		out = append(out, user[i])
+		seen[k] = len(out)
+		out = append(out, kv)
 	}
 	for _, k := range []string{"PATH", "HOME", "USER", "container", "PORTO_NAME", "PORTO_HOST", "PORTO_USER"} {
-		if !seen[k] {
+		if _, set := seen[k]; !set {
 			out = append(out, k+"="+defaults[k])
 		}
 	}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/pflag"
+
+	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/dbusapi"
+	"github.com/porto-dev/porto/isolation/supervise"
+	"github.com/porto-dev/porto/service"
+	"github.com/porto-dev/porto/units"
+)
+
+const (
+	workerArg         = "__worker"
+	defaultConfigPath = "/etc/porto.conf"
+)
+
+type flags struct {
+	config       string
+	noSupervisor bool
+	supervisorFd int
+	takeover     string
+	version      bool
+}
+
+func parseFlags(name string, args []string, worker bool) (*flags, error) {
+	f := &flags{}
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.config, "config", defaultConfigPath, "porto.conf to read")
+	fs.BoolVar(&f.noSupervisor, "no-supervisor", false, "serve without the supervisor master (exit statuses do not survive a crash)")
+	fs.BoolVar(&f.version, "version", false, "print the version and exit")
+	fs.StringVar(&f.takeover, "takeover", "", "internal: state handed over by an upgrading master")
+	fs.MarkHidden("takeover")
+	if worker {
+		fs.IntVar(&f.supervisorFd, "supervisor-fd", -1, "internal: the supervisor socket")
+	}
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Printf("Usage: portod [--config FILE] [--no-supervisor]\n\nThe porto daemon: serves %s on the system bus ($DBUS_SYSTEM_BUS_ADDRESS).\n\n%s", api.BusName, fs.FlagUsages())
+			os.Exit(0)
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return f, nil
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: l}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		// journald adds its own timestamps.
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func loadConfig(f *flags) (service.Config, error) {
+	cfg, err := service.LoadConfig(f.config, f.config == defaultConfigPath)
+	if err != nil {
+		return cfg, err
+	}
+	if _, err := os.Stat(cfg.InitPath); err != nil {
+		// A build tree: porto-init sits beside portod.
+		if self, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(self), "porto-init"); fileExists(p) {
+				cfg.InitPath = p
+			}
+		}
+	}
+	return cfg, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func runMaster(args []string) int {
+	f, err := parseFlags("portod", args, false)
+	if err != nil {
+		return fatalf("%v (see portod --help)", err)
+	}
+	if f.version {
+		fmt.Println("portod", api.Version)
+		return 0
+	}
+	cfg, err := loadConfig(f)
+	if err != nil {
+		return fatalf("%s", api.AsError(err).Message())
+	}
+	log := newLogger(cfg.LogLevel)
+	if f.noSupervisor {
+		return serve(cfg, log, -1)
+	}
+	err = supervise.RunMaster(supervise.MasterOptions{
+		WorkerArgs: []string{"--config", f.config},
+		Takeover:   f.takeover,
+		Log:        log.With("proc", "master"),
+	})
+	if err != nil {
+		return fatalf("%v", err)
+	}
+	return 0
+}
+
+func runWorker(args []string) int {
+	f, err := parseFlags("portod "+workerArg, args, true)
+	if err != nil {
+		return fatalf("worker: %v", err)
+	}
+	cfg, err := loadConfig(f)
+	if err != nil {
+		return fatalf("%s", api.AsError(err).Message())
+	}
+	return serve(cfg, newLogger(cfg.LogLevel).With("proc", "worker"), f.supervisorFd)
+}
+
+// serve runs the D-Bus service until SIGTERM/SIGINT, or until the
+// supervisor connection is lost. supFd < 0 runs without a supervisor.
+func serve(cfg service.Config, log *slog.Logger, supFd int) int {
+	var sp interface {
+		service.Spawner
+		Close() error
+	}
+	var err error
+	if supFd >= 0 {
+		sp, err = supervise.Dial(supFd)
+	} else {
+		self, _ := os.Executable()
+		sp, err = supervise.NewLocal(self)
+		log.Warn("running without the supervisor master: exit statuses do not survive a crash of this process")
+	}
+	if err != nil {
+		return fatalf("supervisor: %v", err)
+	}
+	defer sp.Close()
+
+	cg, err := units.NewCgroupfs(units.Options{Root: cfg.CgroupRoot, Log: log})
+	if err != nil {
+		return fatalf("cgroups: %v", err)
+	}
+	log.Info("managing cgroups directly (cgroupfs driver)", "root", cfg.CgroupRoot)
+
+	m, err := service.New(cfg, sp, cg, log)
+	if err != nil {
+		return fatalf("%v", err)
+	}
+	defer m.Close()
+
+	conn, err := dbusapi.ConnectSystemBus()
+	if err != nil {
+		return fatalf("system bus: %v", err)
+	}
+	defer conn.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := m.Restore(ctx); err != nil {
+		return fatalf("restore: %v", err)
+	}
+	m.Run()
+	srv := dbusapi.New(m, dbusapi.Options{Logger: log})
+	if err := srv.Export(conn); err != nil {
+		return fatalf("%v", err)
+	}
+	go srv.Serve(ctx)
+	if err := srv.RequestName(); err != nil {
+		return fatalf("%v", err)
+	}
+	log.Info("serving", "bus_name", api.BusName, "version", api.Version)
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+	go reportStatus(ctx, m)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	lost := m.Lost()
+	select {
+	case s := <-sig:
+		log.Info("stopping; containers keep running", "signal", s.String())
+	case <-lost:
+		log.Error("supervisor connection lost; exiting")
+	}
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	srv.Close()
+	return 0
+}
+
+// reportStatus keeps systemd's STATUS= line current.
+func reportStatus(ctx context.Context, m *service.Manager) {
+	last := ""
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		names, _ := m.List(ctx, service.Root)
+		running := 0
+		for _, n := range names {
+			if v, _ := m.Get(ctx, service.Root, n, "state"); v == string(api.StateRunning) {
+				running++
+			}
+		}
+		s := fmt.Sprintf("STATUS=%d containers, %d running", len(names), running)
+		if s != last {
+			daemon.SdNotify(false, s)
+			last = s
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
