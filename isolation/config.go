@@ -25,8 +25,9 @@ type Config struct {
 	Hostname     string `json:"hostname,omitempty"` // set in a new UTS namespace
 
 	// Capabilities, when non-nil, is the bounding set (capability numbers);
-	// nil keeps the default.
-	Capabilities []int  `json:"capabilities,omitempty"`
+	// nil keeps the default. (No omitempty: an empty, non-nil list drops
+	// every capability and must survive the JSON round trip.)
+	Capabilities []int  `json:"capabilities"`
 	VirtMode     string `json:"virt_mode,omitempty"` // "app" or "os"
 
 	// Paths the stage opens itself, with the container's credentials, for
