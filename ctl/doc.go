@@ -1,0 +1,14 @@
+// Package ctl is portoctl: its subcommands, argument parsing and output
+// formatting. cmd/portoctl is a thin main around Run.
+//
+// ctl talks to portod only through api/client (the D-Bus API) and shares the
+// wire contract in api. It may import api, api/client, github.com/spf13/pflag
+// and the standard library, nothing else: portoctl must never link service,
+// units, isolation or dbusapi (cmd/portoctl/deps_test.go enforces this).
+//
+// Output is normative: the lines portoctl prints are the ones the seed
+// document shows (for example "Container exited with 1" and
+// "Can't set property: Permission (Only root can change this property)").
+// The formats are pinned by golden files in testdata/ (go test ./ctl -update
+// rewrites them).
+package ctl
