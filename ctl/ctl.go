@@ -73,18 +73,18 @@ type CLI struct {
 // writing to stdout and stderr, and returns the process exit status: 0 on
 // success, 2 on a bad command line, otherwise the api.Code's ExitStatus.
 func Run(args []string, stdout, stderr io.Writer) int {
+	interactive := isTerminal(os.Stdin)
 	c := &CLI{
-		Stdin:      os.Stdin,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		Dial:       DialSystemBus,
-		Terminal:   isTerminal(os.Stdin) && isTerminalWriter(stdout),
-		StartAgent: startPolkitAgent,
+		Stdin:    os.Stdin,
+		Stdout:   stdout,
+		Stderr:   stderr,
+		Dial:     func() (Client, func(), error) { return DialSystemBus(interactive) },
+		Terminal: interactive && isTerminalWriter(stdout),
 	}
-	if !isTerminal(os.Stdin) || os.Geteuid() == 0 {
-		// As systemctl: an agent only makes sense with a terminal to
-		// ask on, and root never needs one.
-		c.StartAgent = nil
+	// As systemctl: a polkit agent only makes sense with a terminal to ask
+	// on, and root never needs one.
+	if interactive && os.Geteuid() != 0 {
+		c.StartAgent = startPolkitAgent
 	}
 	return c.Run(args)
 }

@@ -215,7 +215,7 @@ func prepareSeedStep(t *testing.T, f *fake, args, expected []string) {
 				props: map[string]string{"command": "sleep 1000"},
 				data: map[string]string{"cpu_usage": stats[0], "memory_usage": stats[1], "major_faults": "0",
 					"minor_faults": map[string]string{"meta/child1": "82", "meta/child2": "83"}[name],
-					"net_packets": "em1: 0"}}
+					"net_packets":  "em1: 0"}}
 		}
 	}
 }
