@@ -1,0 +1,511 @@
+package isolation_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/porto-dev/porto/isolation"
+	"github.com/porto-dev/porto/tests/rootfs"
+	"golang.org/x/sys/unix"
+)
+
+// TestMain dispatches the isolation stage: Launch runs this very test
+// binary as "<binary> __isolate".
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == isolation.StageArg {
+		isolation.RunStage()
+	}
+	os.Exit(m.Run())
+}
+
+const testPath = "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+// requireRoot skips unless the privileged tests were asked for.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Getenv("PORTO_ROOT_TESTS") != "1" || os.Geteuid() != 0 {
+		t.Skip("needs root and PORTO_ROOT_TESTS=1")
+	}
+	// Nothing a test does may change the host's mount table.
+	before := mountTable(t)
+	t.Cleanup(func() {
+		if after := mountTable(t); after != before {
+			t.Errorf("host mount table changed:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+}
+
+func mountTable(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+type result struct {
+	stdout, stderr string
+	status         unix.WaitStatus
+	err            error // from WaitExec
+}
+
+func (r result) exitCode() int {
+	if !r.status.Exited() {
+		return -1
+	}
+	return r.status.ExitStatus()
+}
+
+// launch starts a stage for cfg (with spec's join settings) and returns
+// its pid and the parent end of the sync socket, already released.
+func launch(t *testing.T, cfg isolation.Config, spec isolation.LaunchSpec, stdout, stderr *os.File) (int, *os.File) {
+	t.Helper()
+	spec.Cloneflags = isolation.CloneFlags(&cfg)
+	parent, child, err := isolation.SyncPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := isolation.Launch(self, spec, []*os.File{stdin, stdout, stderr, child})
+	child.Close()
+	if err != nil {
+		parent.Close()
+		t.Fatalf("Launch: %v", err)
+	}
+	t.Cleanup(func() {
+		// Reap whatever is left if the test gave up early.
+		if unix.Kill(pid, 0) == nil {
+			unix.Kill(pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+		}
+	})
+	if err := isolation.Release(parent, &cfg); err != nil {
+		parent.Close()
+		t.Fatalf("Release: %v", err)
+	}
+	return pid, parent
+}
+
+// run launches cfg, waits for its exit and collects stdout and stderr.
+func run(t *testing.T, cfg isolation.Config) result {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	errf, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errf.Close()
+	if cfg.Env == nil {
+		cfg.Env = []string{testPath}
+	}
+	pid, parent := launch(t, cfg, isolation.LaunchSpec{}, out, errf)
+	var r result
+	r.err = isolation.WaitExec(parent)
+	parent.Close()
+	if _, err := unix.Wait4(pid, &r.status, 0, nil); err != nil {
+		t.Fatalf("wait4(%d): %v", pid, err)
+	}
+	o, _ := os.ReadFile(out.Name())
+	e, _ := os.ReadFile(errf.Name())
+	r.stdout, r.stderr = string(o), string(e)
+	return r
+}
+
+// mustRun runs cfg and fails the test unless the command exited 0.
+func mustRun(t *testing.T, cfg isolation.Config) string {
+	t.Helper()
+	r := run(t, cfg)
+	if r.err != nil || r.exitCode() != 0 {
+		t.Fatalf("%q: start error %v, status %#x, stdout %q, stderr %q", cfg.Argv, r.err, r.status, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+func startError(t *testing.T, r result) *isolation.StartError {
+	t.Helper()
+	var se *isolation.StartError
+	if !errors.As(r.err, &se) {
+		t.Fatalf("want a StartError, got %v (status %#x, stderr %q)", r.err, r.status, r.stderr)
+	}
+	if r.exitCode() != 127 {
+		t.Errorf("failed stage exited with %#x, want 127", r.status)
+	}
+	return se
+}
+
+func sh(script string) []string { return []string{"sh", "-c", script} }
+
+func TestIsolatedCommandIsPid1(t *testing.T) {
+	requireRoot(t)
+	if got := mustRun(t, isolation.Config{Argv: sh("echo $$"), Isolate: true}); got != "1\n" {
+		t.Errorf("isolated pid = %q, want 1", got)
+	}
+	// A fresh /proc: only the container's own processes are visible.
+	got := mustRun(t, isolation.Config{Argv: sh("ls /proc | grep -c '^[0-9]'"), Isolate: true})
+	if n, _ := strconv.Atoi(strings.TrimSpace(got)); n < 1 || n > 3 {
+		t.Errorf("isolated container sees %q processes", got)
+	}
+	if got := mustRun(t, isolation.Config{Argv: sh("echo $$")}); got == "1\n" {
+		t.Errorf("isolate=false still gave pid 1")
+	}
+}
+
+func TestMissingCommand(t *testing.T) {
+	requireRoot(t)
+	se := startError(t, run(t, isolation.Config{Argv: []string{"__invalid_command__"}, Isolate: true}))
+	if se.Error() != "No such file or directory: execvpe(__invalid_command__)" || se.Errno != 2 {
+		t.Errorf("got %q errno %d", se.Error(), se.Errno)
+	}
+	se = startError(t, run(t, isolation.Config{Argv: []string{"/nonexistent/x"}}))
+	if se.Error() != "No such file or directory: execvpe(/nonexistent/x)" || se.Errno != 2 {
+		t.Errorf("got %q errno %d", se.Error(), se.Errno)
+	}
+}
+
+func TestCwdEnv(t *testing.T) {
+	requireRoot(t)
+	if got := mustRun(t, isolation.Config{Argv: []string{"pwd"}, Cwd: "/tmp"}); got != "/tmp\n" {
+		t.Errorf("pwd = %q", got)
+	}
+	got := mustRun(t, isolation.Config{Argv: sh("echo $A-$B"), Env: []string{testPath, "A=1", "B=x y"}})
+	if got != "1-x y\n" {
+		t.Errorf("env = %q", got)
+	}
+	se := startError(t, run(t, isolation.Config{Argv: []string{"true"}, Cwd: "/nonexistent"}))
+	if se.Op != "chdir(/nonexistent)" || se.Errno != int(unix.ENOENT) {
+		t.Errorf("bad cwd: %v", se)
+	}
+	// PATH comes from the container's env, not from ours.
+	se = startError(t, run(t, isolation.Config{Argv: []string{"true"}, Env: []string{"PATH=/nonexistent"}}))
+	if se.Op != "execvpe(true)" || se.Errno != int(unix.ENOENT) {
+		t.Errorf("PATH from env: %v", se)
+	}
+}
+
+func TestCredentials(t *testing.T) {
+	requireRoot(t)
+	cfg := isolation.Config{Argv: sh("id -u; id -g; id -G"), UID: 65534, GID: 65534, Groups: []int{65534}}
+	if got := mustRun(t, cfg); got != "65534\n65534\n65534\n" {
+		t.Errorf("id = %q", got)
+	}
+	// stdout_path is opened with the container's rights, not root's.
+	dir := t.TempDir() // 0700, owned by root
+	cfg = isolation.Config{Argv: []string{"true"}, UID: 65534, GID: 65534, StdoutPath: filepath.Join(dir, "out")}
+	se := startError(t, run(t, cfg))
+	if se.Errno != int(unix.EACCES) || !strings.HasPrefix(se.Op, "open(") {
+		t.Errorf("nobody opened a root-only path: %v", se)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); err == nil {
+		t.Error("file created on behalf of nobody")
+	}
+	// And as root it works.
+	cfg = isolation.Config{Argv: sh("echo hi"), StdoutPath: filepath.Join(dir, "out")}
+	mustRun(t, cfg)
+	if b, _ := os.ReadFile(filepath.Join(dir, "out")); string(b) != "hi\n" {
+		t.Errorf("stdout_path content %q", b)
+	}
+}
+
+func TestRlimits(t *testing.T) {
+	requireRoot(t)
+	cfg := isolation.Config{Argv: sh("ulimit -n; ulimit -Hn"), Rlimits: []isolation.Rlimit{{Resource: unix.RLIMIT_NOFILE, Soft: 4096, Hard: 8192}}}
+	if got := mustRun(t, cfg); got != "4096\n8192\n" {
+		t.Errorf("nofile = %q", got)
+	}
+	cfg.Rlimits = []isolation.Rlimit{{Resource: unix.RLIMIT_NOFILE, Soft: 819200, Hard: 1024000}}
+	var cur unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &cur)
+	if cur.Max >= 1024000 {
+		t.Skip("this host grants nofile 1024000")
+	}
+	se := startError(t, run(t, cfg))
+	if se.Op != "setrlimit(nofile)" || (se.Errno != int(unix.EPERM) && se.Errno != int(unix.EINVAL)) {
+		t.Errorf("unreachable nofile: %v (errno %d)", se, se.Errno)
+	}
+}
+
+func TestCapabilities(t *testing.T) {
+	requireRoot(t)
+	cfg := isolation.Config{Argv: sh("grep CapBnd /proc/self/status"), Capabilities: []int{0, 12}}
+	if got := mustRun(t, cfg); !strings.HasSuffix(strings.TrimSpace(got), "0000000000001001") {
+		t.Errorf("bounding set %q", got)
+	}
+	cfg.Capabilities = []int{}
+	if got := mustRun(t, cfg); !strings.HasSuffix(strings.TrimSpace(got), "0000000000000000") {
+		t.Errorf("empty bounding set %q", got)
+	}
+}
+
+func TestHostname(t *testing.T) {
+	requireRoot(t)
+	host, _ := os.Hostname()
+	if got := mustRun(t, isolation.Config{Argv: []string{"hostname"}, Hostname: "porto"}); got != "porto\n" {
+		t.Errorf("hostname = %q", got)
+	}
+	if now, _ := os.Hostname(); now != host {
+		t.Errorf("host name changed to %q", now)
+	}
+}
+
+// buildRoot makes a root with a shell and a few tools.
+func buildRoot(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := rootfs.Build(dir, "/bin/sh", "/bin/ls", "/bin/cat", "/bin/touch", "/bin/hostname", "/bin/sleep"); err != nil {
+		t.Fatalf("rootfs.Build: %v", err)
+	}
+	return dir
+}
+
+func TestRoot(t *testing.T) {
+	requireRoot(t)
+	empty := t.TempDir()
+	se := startError(t, run(t, isolation.Config{Argv: []string{"ls"}, Root: empty, Isolate: true}))
+	if se.Error() != "No such file or directory: execvpe(ls)" || se.Errno != 2 {
+		t.Errorf("empty root: %q errno %d", se.Error(), se.Errno)
+	}
+
+	root := buildRoot(t)
+	got := mustRun(t, isolation.Config{Argv: []string{"ls", "/"}, Root: root, Isolate: true, Cwd: "/"})
+	for _, d := range []string{"bin", "dev", "proc", "sys"} {
+		if !strings.Contains("\n"+got, "\n"+d+"\n") {
+			t.Errorf("ls / in the root lacks %s:\n%s", d, got)
+		}
+	}
+	if strings.Contains(got, "home\n") || strings.Contains(got, "boot\n") {
+		t.Errorf("host root visible:\n%s", got)
+	}
+	// The minimal /dev, a fresh /proc and a read-only /sys.
+	got = mustRun(t, isolation.Config{Argv: []string{"ls", "/dev"}, Root: root, Isolate: true})
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm"} {
+		if !strings.Contains("\n"+got, "\n"+d+"\n") {
+			t.Errorf("/dev lacks %s:\n%s", d, got)
+		}
+	}
+	mustRun(t, isolation.Config{Argv: sh("echo x > /dev/null && ls /dev/pts/ptmx && touch /dev/shm/x"), Root: root, Isolate: true})
+	if got := mustRun(t, isolation.Config{Argv: sh("echo $$; ls /proc/1/root/"), Root: root, Isolate: true}); !strings.HasPrefix(got, "1\n") || strings.Contains(got, "home\n") {
+		t.Errorf("/proc/1 in the root: %q", got)
+	}
+	r := run(t, isolation.Config{Argv: sh("touch /sys/x"), Root: root, Isolate: true})
+	if r.err != nil || r.exitCode() == 0 {
+		t.Errorf("/sys is writable: %v %#x", r.err, r.status)
+	}
+	// ".." from the root stays in the root.
+	if got := mustRun(t, isolation.Config{Argv: sh("cd /../../..; ls"), Root: root, Isolate: true}); strings.Contains(got, "home\n") {
+		t.Errorf("escaped via ..: %s", got)
+	}
+}
+
+func TestRootReadonly(t *testing.T) {
+	requireRoot(t)
+	root := buildRoot(t)
+	r := run(t, isolation.Config{Argv: []string{"touch", "a"}, Root: root, Cwd: "/", Isolate: true})
+	if r.err != nil || r.exitCode() != 0 {
+		t.Fatalf("touch in a writable root: %v %#x %s", r.err, r.status, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(root, "a")); err != nil {
+		t.Errorf("touch a did not land in the root: %v", err)
+	}
+	r = run(t, isolation.Config{Argv: []string{"touch", "b"}, Root: root, Cwd: "/", Isolate: true, RootReadonly: true})
+	if r.err != nil || r.exitCode() != 1 {
+		t.Errorf("touch in a read-only root: %v %#x", r.err, r.status)
+	}
+}
+
+func TestBinds(t *testing.T) {
+	requireRoot(t)
+	root := buildRoot(t)
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "hello"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := isolation.Config{Argv: []string{"cat", "/binded/hello"}, Root: root, Isolate: true,
+		Binds: []isolation.Bind{{Source: src, Target: "/binded"}}}
+	if got := mustRun(t, cfg); got != "hello\n" {
+		t.Errorf("cat via bind = %q", got)
+	}
+	// Read-only binds refuse writes; rw ones accept them.
+	cfg.Argv = sh("touch /binded/ro")
+	cfg.Binds[0].ReadOnly = true
+	if r := run(t, cfg); r.err != nil || r.exitCode() == 0 {
+		t.Errorf("write to ro bind: %v %#x", r.err, r.status)
+	}
+	cfg.Argv = sh("touch /binded/rw")
+	cfg.Binds[0].ReadOnly = false
+	mustRun(t, cfg)
+	if _, err := os.Stat(filepath.Join(src, "rw")); err != nil {
+		t.Errorf("rw bind write missing on the host: %v", err)
+	}
+	// A single file, and a deep target that does not exist yet.
+	cfg = isolation.Config{Argv: []string{"cat", "/x/y/z"}, Root: root, Isolate: true,
+		Binds: []isolation.Bind{{Source: filepath.Join(src, "hello"), Target: "/x/y/z", ReadOnly: true}}}
+	if got := mustRun(t, cfg); got != "hello\n" {
+		t.Errorf("file bind = %q", got)
+	}
+	// Binds without a root, on the host's tree (in a private namespace).
+	target := t.TempDir()
+	cfg = isolation.Config{Argv: []string{"cat", filepath.Join(target, "hello")}, Binds: []isolation.Bind{{Source: src, Target: target}}}
+	if got := mustRun(t, cfg); got != "hello\n" {
+		t.Errorf("bind without root = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(target, "hello")); err == nil {
+		t.Error("bind without root leaked to the host")
+	}
+	// A missing source is an error naming it.
+	cfg = isolation.Config{Argv: []string{"true"}, Root: root, Binds: []isolation.Bind{{Source: "/nonexistent/src", Target: "/b"}}}
+	se := startError(t, run(t, cfg))
+	if se.Errno != int(unix.ENOENT) || !strings.Contains(se.Error(), "/nonexistent/src") {
+		t.Errorf("missing source: %v", se)
+	}
+	// A source the container's user cannot read.
+	secret := t.TempDir() // 0700 root
+	cfg = isolation.Config{Argv: []string{"true"}, UID: 65534, GID: 65534, Root: root,
+		Binds: []isolation.Bind{{Source: secret, Target: "/s", ReadOnly: true}}}
+	se = startError(t, run(t, cfg))
+	if se.Errno != int(unix.EACCES) || !strings.Contains(se.Op, secret) {
+		t.Errorf("unreadable source: %v", se)
+	}
+}
+
+// TestBindEscapes: a bind DST never resolves outside the root.
+func TestBindEscapes(t *testing.T) {
+	requireRoot(t)
+	root := buildRoot(t)
+	src := t.TempDir()
+	os.WriteFile(filepath.Join(src, "hello"), []byte("hello\n"), 0o644)
+	host := t.TempDir() // a host directory the container must not reach
+	if err := os.Symlink(host, filepath.Join(root, "abs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(strings.Repeat("../", 10)+strings.TrimPrefix(host, "/"), filepath.Join(root, "rel")); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(filepath.Join(host, "file"), filepath.Join(root, "filelink"))
+	for _, dst := range []string{"/abs/x", "/rel/x", "/../../../.." + host + "/x", "/proc/1/root" + host + "/x"} {
+		cfg := isolation.Config{Argv: []string{"cat", dst + "/hello"}, Root: root, Isolate: true,
+			Binds: []isolation.Bind{{Source: src, Target: dst}}}
+		r := run(t, cfg)
+		t.Logf("bind to %s: start error %v, status %#x, stdout %q", dst, r.err, r.status, r.stdout)
+		if r.err == nil && r.exitCode() == 0 && r.stdout != "hello\n" {
+			t.Errorf("%s: stdout %q", dst, r.stdout)
+		}
+		if _, err := os.Stat(filepath.Join(host, "x")); err == nil {
+			t.Fatalf("bind to %s created %s/x on the host", dst, host)
+		}
+	}
+	// A file target through a symlink to a host file.
+	cfg := isolation.Config{Argv: []string{"true"}, Root: root,
+		Binds: []isolation.Bind{{Source: filepath.Join(src, "hello"), Target: "/filelink"}}}
+	run(t, cfg)
+	if _, err := os.Stat(filepath.Join(host, "file")); err == nil {
+		t.Fatal("file bind through a symlink created a file on the host")
+	}
+	if ents, _ := os.ReadDir(host); len(ents) != 0 {
+		t.Errorf("host dir touched: %v", ents)
+	}
+}
+
+func TestBindDNS(t *testing.T) {
+	requireRoot(t)
+	want, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Skip("no /etc/hosts")
+	}
+	root := buildRoot(t)
+	got := mustRun(t, isolation.Config{Argv: []string{"cat", "/etc/hosts"}, Root: root, BindDNS: true})
+	if got != string(want) {
+		t.Errorf("/etc/hosts in the root = %q", got)
+	}
+	r := run(t, isolation.Config{Argv: []string{"cat", "/etc/hosts"}, Root: root})
+	if r.stdout == string(want) {
+		t.Errorf("bind_dns=false still shows the host's /etc/hosts: %q", r.stdout)
+	}
+}
+
+func TestVirtModeOS(t *testing.T) {
+	requireRoot(t)
+	root := buildRoot(t)
+	mustRun(t, isolation.Config{Argv: sh("touch /run/x"), Root: root, Isolate: true, VirtMode: "os", RootReadonly: true})
+}
+
+// TestJoin starts a long-lived isolated container and launches a second
+// process into its pid and mount namespaces.
+func TestJoin(t *testing.T) {
+	requireRoot(t)
+	root := buildRoot(t)
+	null, _ := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	defer null.Close()
+	holder := isolation.Config{Argv: []string{"sleep", "100"}, Root: root, Isolate: true, Env: []string{testPath}}
+	pid, parent := launch(t, holder, isolation.LaunchSpec{}, null, null)
+	if err := isolation.WaitExec(parent); err != nil {
+		t.Fatal(err)
+	}
+	parent.Close()
+	defer func() {
+		unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, 0, nil)
+	}()
+	// Give the holder a moment to exec.
+	time.Sleep(50 * time.Millisecond)
+
+	dir := t.TempDir()
+	out, _ := os.Create(filepath.Join(dir, "out"))
+	defer out.Close()
+	cfg := isolation.Config{Argv: sh("echo $$; ls /proc | grep -c '^[0-9]'; ls /"), Env: []string{testPath}}
+	jpid, jparent := launch(t, cfg, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"pid", "mnt"}}, out, out)
+	err := isolation.WaitExec(jparent)
+	jparent.Close()
+	var ws unix.WaitStatus
+	unix.Wait4(jpid, &ws, 0, nil)
+	if err != nil {
+		t.Fatalf("joined start: %v", err)
+	}
+	b, _ := os.ReadFile(out.Name())
+	t.Logf("joined: %q", b)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 3 || lines[0] == "1" {
+		t.Fatalf("joined output %q", b)
+	}
+	if n, _ := strconv.Atoi(lines[0]); n < 2 || n > 10 {
+		t.Errorf("joined pid %q is not in the container's pid namespace", lines[0])
+	}
+	if !strings.Contains(string(b), "\nbin\n") || strings.Contains(string(b), "home\n") {
+		t.Errorf("joined process does not see the container's root: %q", b)
+	}
+}
+
+// TestNothingLeftBehind: the stage is gone after exec (the command is the
+// process) and failed starts leave no process.
+func TestExecReplacesStage(t *testing.T) {
+	requireRoot(t)
+	got := mustRun(t, isolation.Config{Argv: sh("readlink /proc/$$/exe; ls /proc/$$/fd | wc -l")})
+	lines := strings.Fields(got)
+	if len(lines) != 2 || strings.Contains(lines[0], "isolation.test") {
+		t.Errorf("exe/fds after exec: %q", got)
+	}
+	if n, _ := strconv.Atoi(lines[1]); n > 4 {
+		t.Errorf("%d fds leaked into the command", n)
+	}
+	_ = exec.Command
+}
