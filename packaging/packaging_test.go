@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/service"
 )
 
 type policyconfig struct {
@@ -214,5 +215,47 @@ func TestSystemdUnit(t *testing.T) {
 	}
 	if f["Install"] == nil {
 		t.Errorf("no [Install] section")
+	}
+}
+
+// The documented example porto.conf is exactly the built-in defaults, and
+// every key the parser knows is documented in it.
+func TestExampleConfig(t *testing.T) {
+	got, err := service.LoadConfig("../porto.conf", false)
+	if err != nil {
+		t.Fatalf("porto.conf: %v", err)
+	}
+	if want := service.DefaultConfig(); got != want {
+		t.Errorf("porto.conf differs from the defaults:\n got %+v\nwant %+v", got, want)
+	}
+	b, err := os.ReadFile("../porto.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, _, _ := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
+		// Each key is documented: a comment right above it.
+		i := strings.Index(string(b), "\n"+line)
+		if i < 0 {
+			t.Errorf("key %s: not found as its own line", k)
+			continue
+		}
+		prev := string(b[:i])
+		if j := strings.LastIndex(prev, "\n"); j < 0 || !strings.HasPrefix(prev[j+1:], "#") {
+			t.Errorf("key %s has no comment above it", k)
+		}
+		// A bad value of this key is rejected, naming the key.
+		_, err := service.ParseConfig(strings.NewReader(k+" = \x01bad value\x01\n"), "test.conf")
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("bad value for %s: err = %v, want an error naming the key", k, err)
+		}
+	}
+	if _, err := service.ParseConfig(strings.NewReader("no_such_key = 1\n"), "test.conf"); err == nil || !strings.Contains(err.Error(), "no_such_key") {
+		t.Errorf("unknown key: err = %v, want an error naming it", err)
 	}
 }

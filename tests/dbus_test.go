@@ -72,7 +72,7 @@ func TestBusctlIntrospect(t *testing.T) {
 		if !hasMember(r.Stdout, ".StateChanged", "signal") {
 			t.Errorf("as %s: introspection lacks signal StateChanged", u.Name)
 		}
-		for _, iface := range []string{mgrIface, "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer", "org.freedesktop.DBus.Properties"} {
+		for _, iface := range []string{mgrIface, "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.Peer"} {
 			if !strings.Contains(r.Stdout, iface+" ") {
 				t.Errorf("as %s: introspection lacks interface %s", u.Name, iface)
 			}
@@ -183,8 +183,13 @@ func TestBusctlLifecycle(t *testing.T) {
 			// The container's own object: typed read-only properties.
 			path := ctPathPfx + escapePath(name)
 			r := e.Busctl(u, "introspect", busName, path)
-			if r.Code != 0 || !strings.Contains(r.Stdout, ctIface) {
+			if r.Code != 0 || !strings.Contains(r.Stdout, ctIface) || !strings.Contains(r.Stdout, "org.freedesktop.DBus.Properties") {
 				t.Errorf("introspect %s: %s", path, r)
+			}
+			for _, p := range []string{"Name", "State", "Parent", "RootPid", "ExitStatus", "OwnerUser", "Command"} {
+				if !hasMember(r.Stdout, "."+p, "property") {
+					t.Errorf("%s lacks property %s", path, p)
+				}
 			}
 			r = e.Busctl(u, "--json=short", "get-property", busName, path, ctIface, "State")
 			if r.Code != 0 || !strings.Contains(r.Stdout, `"dead"`) {
