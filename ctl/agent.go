@@ -14,6 +14,7 @@ import (
 // --process PID", then waits until the agent closes the notify fd, which
 // it does once it is registered with polkitd, or at most 5 s. It does
 // nothing when pkttyagent is not installed. The returned func stops it.
+// Run uses it only when stdin is a terminal and the caller is not root.
 func startPolkitAgent() func() {
 	path, err := exec.LookPath("pkttyagent")
 	if err != nil {
@@ -24,7 +25,11 @@ func startPolkitAgent() func() {
 		return func() {}
 	}
 	cmd := exec.Command(path, "--notify-fd", "3", "--fallback", "--process", strconv.Itoa(os.Getpid()))
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The agent talks to the user on the controlling terminal, not on its
+	// standard streams; its stderr would only carry registration errors
+	// (no polkitd running), which are noise for a command that may not
+	// need authorization at all.
+	cmd.Stdin = os.Stdin
 	cmd.ExtraFiles = []*os.File{w}
 	err = cmd.Start()
 	w.Close()

@@ -319,4 +319,13 @@ func TestAgentStartedOnceAndStopped(t *testing.T) {
 	if len(events) != 0 {
 		t.Errorf("--help started the agent")
 	}
+	for _, args := range [][]string{{"list"}, {"get", "a", "state"}, {"top"}, {"version"}} {
+		runCLI(f, args, func(c *CLI) {
+			c.StartAgent = func() func() { events = append(events, "agent start"); return func() {} }
+		})
+		if len(events) != 0 {
+			t.Errorf("%v (read-only) started the agent", args)
+			events = nil
+		}
+	}
 }

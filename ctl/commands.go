@@ -49,6 +49,7 @@ func simple(name, action, help string, keepGoing bool, call func(Client, *CLI, s
 		help:     help,
 		minArgs:  1,
 		maxArgs:  -1,
+		mutating: true,
 		setup: func(*pflag.FlagSet) runFunc {
 			return func(x *CLI, args []string) int {
 				c, st := x.conn()
@@ -74,6 +75,7 @@ func simple(name, action, help string, keepGoing bool, call func(Client, *CLI, s
 }
 
 var cmdStop = &command{
+	mutating:     true,
 	name:         "stop",
 	synopsis:     "[-t SECONDS] NAME...",
 	summary:      "stop container",
@@ -113,6 +115,7 @@ func seconds(s float64) time.Duration {
 }
 
 var cmdKill = &command{
+	mutating: true,
 	name:     "kill",
 	synopsis: "NAME [SIGNAL]",
 	summary:  "send a signal to container",
@@ -180,6 +183,7 @@ func parseSignal(s string) (int, bool) {
 }
 
 var cmdSet = &command{
+	mutating: true,
 	name:     "set",
 	synopsis: "NAME KEY VALUE...",
 	summary:  "set container property",

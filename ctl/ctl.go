@@ -57,13 +57,16 @@ type CLI struct {
 	// place and reads keys from Stdin.
 	Terminal bool
 
-	// StartAgent, if set, is called before the first call that may need
-	// interactive polkit authorization; the returned func stops the agent.
+	// StartAgent, if set, is called before a command that changes
+	// something (run, create, set, start, stop, kill, ...) dials portod;
+	// the returned func stops the agent. Run sets it to start pkttyagent
+	// when stdin is a terminal and the caller is not root.
 	StartAgent func() (stop func())
 
 	// RefreshInterval is top's refresh period on a terminal (default 1s).
 	RefreshInterval time.Duration
 
+	cmd       *command // the command being run
 	client    Client
 	closeConn func()
 	stopAgent func()
@@ -128,6 +131,7 @@ func (c *CLI) Run(args []string) int {
 }
 
 func (c *CLI) runCommand(cmd *command, args []string) int {
+	c.cmd = cmd
 	fs, help, run := cmd.flags()
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(c.Stderr, "portoctl %s: %v\n", cmd.name, err)
@@ -157,7 +161,7 @@ func (c *CLI) conn() (Client, int) {
 	if c.client != nil {
 		return c.client, ExitOK
 	}
-	if c.StartAgent != nil && c.stopAgent == nil {
+	if c.StartAgent != nil && c.stopAgent == nil && c.cmd != nil && c.cmd.mutating {
 		c.stopAgent = c.StartAgent()
 	}
 	cl, closeConn, err := c.Dial()
@@ -224,7 +228,10 @@ type command struct {
 	// Commands whose arguments are free text (run, set) stop at the first
 	// positional argument so that a value such as "-l" is not a flag.
 	interspersed bool
-	setup        func(fs *pflag.FlagSet) runFunc
+	// mutating commands may need polkit authorization: on a terminal a
+	// polkit agent is started before they call portod.
+	mutating bool
+	setup    func(fs *pflag.FlagSet) runFunc
 }
 
 // flags makes the command's flag set (with -h, --help) and its run func.

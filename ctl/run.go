@@ -9,6 +9,7 @@ import (
 )
 
 var cmdRun = &command{
+	mutating: true,
 	name:     "run",
 	synopsis: "NAME [KEY=VALUE...]",
 	summary:  "create a container, set properties and start it",
