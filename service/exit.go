@@ -103,12 +103,16 @@ func (m *Manager) reapRoot(c *Container, d time.Duration, ackNow bool) (status i
 	if ch == nil || pid == 0 {
 		return 0, false, false
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-ch:
-	case <-t.C:
-		return 0, false, false
+	default:
+		t := time.NewTimer(d)
+		select {
+		case <-ch:
+			t.Stop()
+		case <-t.C:
+			return 0, false, false
+		}
 	}
 	c.mu.Lock()
 	if c.exitRaw == nil || c.exitPid != pid {

@@ -212,6 +212,8 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 	if err != nil {
 		return api.Wrap(api.Unknown, err, "socketpair: "+err.Error())
 	}
+	// Our end is non-blocking so the wait for exec can have a deadline.
+	unix.SetNonblock(fds[0], true)
 	parentEnd := os.NewFile(uintptr(fds[0]), "sync")
 	childEnd := os.NewFile(uintptr(fds[1]), "sync-child")
 	defer parentEnd.Close()
@@ -251,6 +253,7 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 	if err := isolation.Release(parentEnd, &p.cfg); err != nil {
 		return fail(api.Wrap(api.Unknown, err, "start: "+err.Error()))
 	}
+	parentEnd.SetReadDeadline(time.Now().Add(m.cfg.StartTimeout))
 	if err := isolation.WaitExec(parentEnd); err != nil {
 		var se *isolation.StartError
 		if errors.As(err, &se) {
