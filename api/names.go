@@ -31,7 +31,8 @@ const (
 //
 // Signals of ManagerInterface:
 //
-//	StateChanged(s name, s state, o path)
+//	StateChanged(s name, s state, o path)  state is StateDestroyed when the
+//	                                       container (and its object) is gone
 const (
 	MethodCreate         = "Create"
 	MethodDestroy        = "Destroy"
@@ -49,6 +50,10 @@ const (
 	MethodVersion        = "Version"
 
 	SignalStateChanged = "StateChanged"
+
+	// StateDestroyed is the state StateChanged announces for a container
+	// that was destroyed. It is never a container's State property.
+	StateDestroyed State = "destroyed"
 )
 
 // Typed read-only D-Bus properties of ContainerInterface objects.

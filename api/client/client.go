@@ -1,0 +1,369 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/porto-dev/porto/api"
+)
+
+// Client talks to porto over one D-Bus connection. Its methods are safe for
+// concurrent use.
+type Client struct {
+	conn  *dbus.Conn
+	owned bool
+	flags dbus.Flags
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithInteractive sets the ALLOW_INTERACTIVE_AUTHORIZATION flag on every
+// call, so polkit may ask the user (through an agent such as pkttyagent)
+// instead of refusing. portoctl sets it when on a terminal.
+func WithInteractive(on bool) Option {
+	return func(c *Client) {
+		if on {
+			c.flags |= dbus.FlagAllowInteractiveAuthorization
+		} else {
+			c.flags &^= dbus.FlagAllowInteractiveAuthorization
+		}
+	}
+}
+
+// New connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS when set). It
+// makes one connection and no other round trip than the bus's Hello.
+func New(opts ...Option) (*Client, error) {
+	conn, err := dbus.ConnectSystemBus()
+	if err != nil {
+		addr := os.Getenv("DBUS_SYSTEM_BUS_ADDRESS")
+		if addr == "" {
+			addr = "unix:path=/var/run/dbus/system_bus_socket"
+		}
+		return nil, &api.Error{Code: api.Unknown, Msg: "cannot connect to the system bus at " + addr + ": " + err.Error(), Err: err}
+	}
+	c := NewWithConn(conn, opts...)
+	c.owned = true
+	return c, nil
+}
+
+// NewWithConn uses an existing connection, which Close leaves open.
+func NewWithConn(conn *dbus.Conn, opts ...Option) *Client {
+	c := &Client{conn: conn}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Close closes the connection if New opened it.
+func (c *Client) Close() error {
+	if c.owned {
+		return c.conn.Close()
+	}
+	return nil
+}
+
+// call sends one method call and waits for its reply. It builds the
+// message itself because godbus's BusObject.Call drops the
+// ALLOW_INTERACTIVE_AUTHORIZATION flag.
+func (c *Client) call(ctx context.Context, method string, args ...any) *dbus.Call {
+	msg := &dbus.Message{
+		Type:  dbus.TypeMethodCall,
+		Flags: c.flags,
+		Headers: map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldDestination: dbus.MakeVariant(api.BusName),
+			dbus.FieldPath:        dbus.MakeVariant(dbus.ObjectPath(api.ManagerPath)),
+			dbus.FieldInterface:   dbus.MakeVariant(api.ManagerInterface),
+			dbus.FieldMember:      dbus.MakeVariant(method),
+		},
+		Body: args,
+	}
+	if len(args) > 0 {
+		msg.Headers[dbus.FieldSignature] = dbus.MakeVariant(dbus.SignatureOf(args...))
+	}
+	return <-c.conn.SendWithContext(ctx, msg, make(chan *dbus.Call, 1)).Done
+}
+
+// do calls method and stores the reply into rets.
+func (c *Client) do(ctx context.Context, method string, args []any, rets ...any) error {
+	call := c.call(ctx, method, args...)
+	if call.Err != nil {
+		return toAPIError(call.Err)
+	}
+	if len(rets) > 0 {
+		if err := call.Store(rets...); err != nil {
+			return toAPIError(err)
+		}
+	}
+	return nil
+}
+
+// Create creates a stopped container.
+func (c *Client) Create(ctx context.Context, name string) error {
+	return c.do(ctx, api.MethodCreate, []any{name})
+}
+
+// Destroy stops and removes a container and its subtree.
+func (c *Client) Destroy(ctx context.Context, name string) error {
+	return c.do(ctx, api.MethodDestroy, []any{name})
+}
+
+// Start starts a container.
+func (c *Client) Start(ctx context.Context, name string) error {
+	return c.do(ctx, api.MethodStart, []any{name})
+}
+
+// Stop stops a container; timeout < 0 means the daemon's default.
+func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
+	return c.do(ctx, api.MethodStop, []any{name, durationMs(timeout)})
+}
+
+// Kill sends signal sig to a running container.
+func (c *Client) Kill(ctx context.Context, name string, sig int) error {
+	if sig < math.MinInt32 || sig > math.MaxInt32 {
+		return api.Errorf(api.InvalidValue, "invalid signal %d", sig)
+	}
+	return c.do(ctx, api.MethodKill, []any{name, int32(sig)})
+}
+
+// Pause freezes a container and its subtree.
+func (c *Client) Pause(ctx context.Context, name string) error {
+	return c.do(ctx, api.MethodPause, []any{name})
+}
+
+// Resume thaws a paused container.
+func (c *Client) Resume(ctx context.Context, name string) error {
+	return c.do(ctx, api.MethodResume, []any{name})
+}
+
+// Wait returns the first of names that is dead or stopped, or "" when
+// timeout passes first; timeout < 0 waits forever (or until ctx is done).
+func (c *Client) Wait(ctx context.Context, names []string, timeout time.Duration) (string, error) {
+	var got string
+	err := c.do(ctx, api.MethodWait, []any{nonNil(names), durationMs(timeout)}, &got)
+	return got, err
+}
+
+// List returns the names of every container.
+func (c *Client) List(ctx context.Context) ([]string, error) {
+	var names []string
+	err := c.do(ctx, api.MethodList, nil, &names)
+	return names, err
+}
+
+// Get reads several keys of several containers in one call; each cell
+// carries its own error.
+func (c *Client) Get(ctx context.Context, names, keys []string) ([]api.GetResult, error) {
+	var cells []struct {
+		Container, Key, Value, Error, Message string
+	}
+	if err := c.do(ctx, api.MethodGet, []any{nonNil(names), nonNil(keys)}, &cells); err != nil {
+		return nil, err
+	}
+	out := make([]api.GetResult, len(cells))
+	for i, cell := range cells {
+		out[i] = api.GetResult{Container: cell.Container, Key: cell.Key, Value: cell.Value}
+		if cell.Error != "" {
+			out[i].Err = toAPIError(dbus.Error{Name: cell.Error, Body: []any{cell.Message}})
+		}
+	}
+	return out, nil
+}
+
+// GetProperty reads one property or datum (raw).
+func (c *Client) GetProperty(ctx context.Context, name, key string) (string, error) {
+	var v string
+	err := c.do(ctx, api.MethodGetProperty, []any{name, key}, &v)
+	return v, err
+}
+
+// SetProperty sets one property.
+func (c *Client) SetProperty(ctx context.Context, name, key, value string) error {
+	return c.do(ctx, api.MethodSetProperty, []any{name, key, value})
+}
+
+// ListProperties describes every property and datum.
+func (c *Client) ListProperties(ctx context.Context) ([]api.PropertyInfo, error) {
+	var ps []struct {
+		Name, Description string
+		ReadOnly, Dynamic bool
+	}
+	if err := c.do(ctx, api.MethodListProperties, nil, &ps); err != nil {
+		return nil, err
+	}
+	out := make([]api.PropertyInfo, len(ps))
+	for i, p := range ps {
+		out[i] = api.PropertyInfo{Name: p.Name, Description: p.Description, ReadOnly: p.ReadOnly, Dynamic: p.Dynamic}
+	}
+	return out, nil
+}
+
+// Version returns the daemon's version.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	var v string
+	err := c.do(ctx, api.MethodVersion, nil, &v)
+	return v, err
+}
+
+// StateChange is one StateChanged signal.
+type StateChange struct {
+	Name  string
+	State api.State // api.StateDestroyed when the container is gone
+	Path  dbus.ObjectPath
+	// Destroyed is State == api.StateDestroyed.
+	Destroyed bool
+}
+
+// Watch delivers porto's StateChanged signals until ctx is done; then the
+// channel is closed. A consumer that falls far behind loses order, not
+// signals (godbus queues them).
+func (c *Client) Watch(ctx context.Context) (<-chan StateChange, error) {
+	match := []dbus.MatchOption{
+		dbus.WithMatchSender(api.BusName),
+		dbus.WithMatchObjectPath(api.ManagerPath),
+		dbus.WithMatchInterface(api.ManagerInterface),
+		dbus.WithMatchMember(api.SignalStateChanged),
+	}
+	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
+		return nil, toAPIError(err)
+	}
+	sigs := make(chan *dbus.Signal, 256)
+	c.conn.Signal(sigs)
+	out := make(chan StateChange, 64)
+	go func() {
+		defer close(out)
+		defer func() {
+			c.conn.RemoveSignal(sigs)
+			_ = c.conn.RemoveMatchSignal(match...)
+		}()
+		for {
+			var sig *dbus.Signal
+			select {
+			case <-ctx.Done():
+				return
+			case sig = <-sigs:
+			}
+			if sig == nil {
+				return // connection closed
+			}
+			if sig.Path != api.ManagerPath || sig.Name != api.ManagerInterface+"."+api.SignalStateChanged {
+				continue
+			}
+			var sc StateChange
+			var state string
+			if err := dbus.Store(sig.Body, &sc.Name, &state, &sc.Path); err != nil {
+				continue
+			}
+			sc.State = api.State(state)
+			sc.Destroyed = sc.State == api.StateDestroyed
+			select {
+			case out <- sc:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// durationMs encodes a timeout for the wire: < 0 is -1, else milliseconds
+// capped to int32.
+func durationMs(d time.Duration) int32 {
+	if d < 0 {
+		return -1
+	}
+	ms := d.Milliseconds()
+	if ms > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(ms)
+}
+
+// toAPIError is the one place where a D-Bus (or transport) error becomes
+// an *api.Error. org.porto.Error.<Code> maps to its Code with the reply's
+// message; the bus's own errors map to the nearest class with a clear
+// message (the D-Bus error is kept as the cause); anything else is Unknown.
+func toAPIError(err error) *api.Error {
+	if err == nil {
+		return nil
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var de dbus.Error
+	if pe := (*dbus.Error)(nil); errors.As(err, &pe) && pe != nil {
+		de = *pe
+	} else if !errors.As(err, &de) {
+		msg := err.Error()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			msg = "timed out waiting for porto"
+		case errors.Is(err, context.Canceled):
+			msg = "call cancelled"
+		case errors.Is(err, dbus.ErrClosed):
+			msg = "the connection to the system bus is closed"
+		}
+		return &api.Error{Code: api.Unknown, Msg: msg, Err: err}
+	}
+	msg := ""
+	if len(de.Body) > 0 {
+		msg, _ = de.Body[0].(string)
+	}
+	if code, ok := api.CodeByDBusName(de.Name); ok {
+		return &api.Error{Code: code, Msg: msg}
+	}
+	if strings.HasPrefix(de.Name, api.ErrorPrefix) {
+		// A class this client does not know (a newer daemon).
+		return &api.Error{Code: api.Unknown, Msg: strings.TrimPrefix(de.Name, api.ErrorPrefix) + ": " + msg, Err: de}
+	}
+	code := api.Unknown
+	switch de.Name {
+	case "org.freedesktop.DBus.Error.ServiceUnknown",
+		"org.freedesktop.DBus.Error.NameHasNoOwner",
+		"org.freedesktop.DBus.Error.Spawn.ServiceNotFound":
+		msg = "porto is not running (nobody owns " + api.BusName + " on the system bus)"
+	case "org.freedesktop.DBus.Error.Spawn.Failed",
+		"org.freedesktop.DBus.Error.Spawn.ChildExited",
+		"org.freedesktop.DBus.Error.Spawn.ChildSignaled":
+		msg = "porto is not running and could not be started: " + msg
+	case "org.freedesktop.DBus.Error.NoReply":
+		msg = "porto did not reply (it timed out or exited)"
+	case "org.freedesktop.DBus.Error.Timeout", "org.freedesktop.DBus.Error.TimedOut":
+		msg = "timed out waiting for porto"
+	case "org.freedesktop.DBus.Error.Disconnected", "org.freedesktop.DBus.Error.NoServer":
+		msg = "lost the connection to the system bus"
+	case "org.freedesktop.DBus.Error.AccessDenied",
+		"org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+		"org.freedesktop.DBus.Error.AuthFailed":
+		code = api.Permission
+	case "org.freedesktop.DBus.Error.UnknownMethod",
+		"org.freedesktop.DBus.Error.UnknownInterface",
+		"org.freedesktop.DBus.Error.UnknownObject",
+		"org.freedesktop.DBus.Error.InvalidArgs",
+		"org.freedesktop.DBus.Error.InvalidSignature",
+		"org.freedesktop.DBus.Error.NotSupported":
+		code = api.InvalidMethod
+	case "org.freedesktop.DBus.Error.LimitsExceeded",
+		"org.freedesktop.DBus.Error.NoMemory":
+		code = api.ResourceNotAvailable
+	}
+	if msg == "" {
+		msg = de.Name
+	}
+	return &api.Error{Code: code, Msg: msg, Err: de}
+}

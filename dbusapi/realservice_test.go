@@ -1,0 +1,181 @@
+package dbusapi
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/isolation"
+	"github.com/porto-dev/porto/service"
+	"github.com/porto-dev/porto/units"
+)
+
+// fakeSpawner never runs anything: these tests stop short of Start.
+type fakeSpawner struct{ exits chan isolation.Exit }
+
+func (s *fakeSpawner) Spawn(isolation.LaunchSpec, []*os.File) (int, error) {
+	return 0, api.Errorf(api.NotSupported, "the test spawner does not spawn")
+}
+func (s *fakeSpawner) Exits() <-chan isolation.Exit { return s.exits }
+func (s *fakeSpawner) Ack(int) error                { return nil }
+func (s *fakeSpawner) SupervisorPid() int           { return os.Getpid() }
+
+// fakeCgroups keeps cgroups in a set.
+type fakeCgroups struct {
+	mu  sync.Mutex
+	cgs map[string]bool
+}
+
+func (c *fakeCgroups) Create(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cgs[name] = true
+	return nil
+}
+func (c *fakeCgroups) Attach(string, int) error          { return nil }
+func (c *fakeCgroups) Procs(string) ([]int, error)       { return nil, nil }
+func (c *fakeCgroups) Kill(string, syscall.Signal) error { return nil }
+func (c *fakeCgroups) Freeze(string) error               { return nil }
+func (c *fakeCgroups) Thaw(string) error                 { return nil }
+func (c *fakeCgroups) Frozen(string) (bool, error)       { return false, nil }
+func (c *fakeCgroups) Apply(string, units.Limits) error  { return nil }
+func (c *fakeCgroups) Stats(string) (units.Stats, error) { return units.Stats{}, nil }
+func (c *fakeCgroups) Remove(name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.cgs, name)
+	return nil
+}
+func (c *fakeCgroups) Exists(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cgs[name]
+}
+
+func newRealManager(t *testing.T) *service.Manager {
+	t.Helper()
+	cfg := service.DefaultConfig()
+	cfg.StateDir = t.TempDir()
+	cfg.Place = t.TempDir()
+	m, err := service.New(cfg, &fakeSpawner{exits: make(chan isolation.Exit)}, &fakeCgroups{cgs: map[string]bool{}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Restore(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m.Run()
+	t.Cleanup(m.Close)
+	return m
+}
+
+func skipIfNotImplemented(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && api.CodeOf(err) == api.NotSupported && strings.Contains(err.Error(), "not implemented") {
+		t.Skipf("service not implemented yet: %v", err)
+	}
+}
+
+// The real service.Manager behind the real D-Bus edge.
+func TestRealService(t *testing.T) {
+	m := newRealManager(t)
+	e := startEnv(t, m, Options{})
+	c, ctx := e.client, e.ctx
+	err := c.Create(ctx, "demo")
+	skipIfNotImplemented(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, c.Create(ctx, "demo"), api.ContainerAlreadyExists)
+	wantCode(t, c.Create(ctx, "a/../b"), api.InvalidValue)
+	wantCode(t, c.Create(ctx, "missing/child"), api.ContainerDoesNotExist)
+	if err := c.SetProperty(ctx, "demo", "command", "sleep 1000"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.GetProperty(ctx, "demo", "command"); err != nil || v != "sleep 1000" {
+		t.Fatalf("GetProperty command = %q, %v", v, err)
+	}
+	if v, err := c.GetProperty(ctx, "demo", "state"); err != nil || v != "stopped" {
+		t.Fatalf("GetProperty state = %q, %v", v, err)
+	}
+	_, err = c.GetProperty(ctx, "demo", "no_such_property")
+	wantCode(t, err, api.InvalidProperty)
+	_, err = c.GetProperty(ctx, "nobody", "state")
+	wantCode(t, err, api.ContainerDoesNotExist)
+	res, err := c.Get(ctx, []string{"demo"}, []string{"state", "no_such_property"})
+	if err != nil || len(res) != 2 || res[0].Value != "stopped" || res[0].Err != nil || res[1].Err == nil || res[1].Err.Code != api.InvalidProperty {
+		t.Fatalf("Get = %+v, %v", res, err)
+	}
+	names, err := c.List(ctx)
+	if err != nil || len(names) != 1 || names[0] != "demo" {
+		t.Fatalf("List = %q, %v", names, err)
+	}
+	ps, err := c.ListProperties(ctx)
+	if err != nil || len(ps) == 0 {
+		t.Fatalf("ListProperties: %d, %v", len(ps), err)
+	}
+	// The container's object shows the typed properties.
+	waitFor(t, func() bool { return e.srv.hasObject("demo") })
+	obj := e.cconn.Object(api.BusName, dbus.ObjectPath(api.ContainerPath("demo")))
+	if v, err := obj.GetProperty(api.ContainerInterface + "." + api.PropState); err != nil || v.Value() != "stopped" {
+		t.Fatalf("State property = %v, %v", v, err)
+	}
+	waitFor(t, func() bool {
+		v, err := obj.GetProperty(api.ContainerInterface + "." + api.PropCommand)
+		return err == nil && v.Value() == "sleep 1000"
+	})
+	if err := c.Destroy(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, c.Destroy(ctx, "demo"), api.ContainerDoesNotExist)
+	waitFor(t, func() bool { return !e.srv.hasObject("demo") })
+}
+
+// A non-root caller (identity faked where the bus would give it) meets the
+// service's permission checks, and polkit (faked) can lift them.
+func TestRealServicePermissions(t *testing.T) {
+	m := newRealManager(t)
+	auth := &fakeAuth{}
+	e := startEnv(t, m, Options{Authorizer: auth})
+	c, ctx := e.client, e.ctx
+	if err := c.Create(ctx, "roots"); err != nil {
+		skipIfNotImplemented(t, err)
+		t.Fatal(err)
+	}
+	e.srv.mu.Lock()
+	e.srv.identify = func(context.Context, *dbus.Conn, string) (identity, error) {
+		return identity{UID: 4321, GID: 4321, Groups: []uint32{4321}}, nil
+	}
+	clear(e.srv.peers)
+	e.srv.mu.Unlock()
+
+	ae := wantCode(t, c.Destroy(ctx, "roots"), api.Permission)
+	if ae.Message() != "Permission error" {
+		t.Errorf("destroy message %q", ae.Message())
+	}
+	if err := c.Create(ctx, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	ae = wantCode(t, c.SetProperty(ctx, "mine", "user", "root"), api.Permission)
+	if ae.Message() != "Only root can change this property" {
+		t.Errorf("set user message %q", ae.Message())
+	}
+	auth.mu.Lock()
+	auth.allow = true
+	auth.mu.Unlock()
+	if err := c.SetProperty(ctx, "mine", "user", "root"); err != nil {
+		t.Fatalf("polkit-authorized set user: %v", err)
+	}
+	if err := c.Destroy(ctx, "roots"); err != nil {
+		t.Fatalf("polkit-authorized destroy: %v", err)
+	}
+	if err := c.Destroy(ctx, "mine"); err != nil {
+		t.Fatal(err)
+	}
+}
