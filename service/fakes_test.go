@@ -69,8 +69,8 @@ func (f *fakeSpawner) Spawn(spec isolation.LaunchSpec, files []*os.File) (int, e
 	return pid, nil
 }
 
-func (f *fakeSpawner) exit(pid, status int) { f.exits <- isolation.Exit{Pid: pid, Status: status} }
-func (f *fakeSpawner) Exits() <-chan isolation.Exit  { return f.exits }
+func (f *fakeSpawner) exit(pid, status int)         { f.exits <- isolation.Exit{Pid: pid, Status: status} }
+func (f *fakeSpawner) Exits() <-chan isolation.Exit { return f.exits }
 func (f *fakeSpawner) Ack(pid int) error {
 	f.mu.Lock()
 	f.acked[pid] = true
