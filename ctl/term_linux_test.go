@@ -3,8 +3,10 @@ package ctl
 import (
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -70,5 +72,50 @@ func TestTerminal(t *testing.T) {
 	after, _ := tcget(tty.Fd())
 	if after.Lflag != before.Lflag {
 		t.Errorf("restore: lflag %#x, want %#x", after.Lflag, before.Lflag)
+	}
+}
+
+// TestTopOnTerminal: on a real terminal, top switches it out of canonical
+// mode (a lone "q" arrives without a newline and quits) and restores it.
+func TestTopOnTerminal(t *testing.T) {
+	master, tty := openPty(t)
+	before, err := tcget(tty.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFake()
+	running(f, "a", "sleep 1")
+	done := make(chan result, 1)
+	go func() {
+		done <- runCLI(f, []string{"top"}, func(c *CLI) {
+			c.Stdin = tty
+			c.Terminal = true
+		})
+	}()
+	// Wait until top has put the terminal in non-canonical mode.
+	for i := 0; ; i++ {
+		cur, _ := tcget(tty.Fd())
+		if cur.Lflag&syscall.ICANON == 0 {
+			break
+		}
+		if i > 5000 {
+			t.Fatal("top did not leave canonical mode")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := master.Write([]byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.status != 0 || !strings.Contains(r.stdout, "\na ") {
+			t.Errorf("top: status %d, output %q", r.status, r.stdout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("top did not quit on q")
+	}
+	after, _ := tcget(tty.Fd())
+	if after.Lflag != before.Lflag {
+		t.Errorf("terminal not restored: lflag %#x, want %#x", after.Lflag, before.Lflag)
 	}
 }
