@@ -58,7 +58,8 @@ var joinOrder = []string{"ipc", "uts", "net", "pid", "mnt"}
 //
 // With spec.JoinPid > 0, the stage is forked from a dedicated, locked OS
 // thread that first enters the namespaces spec.JoinNS of that pid (in the
-// order ipc, uts, net, pid, mnt); the thread is thrown away afterwards.
+// order ipc, uts, net, pid, mnt); the thread is thrown away afterwards
+// (never the main thread: its namespaces stand for the whole process).
 // When "mnt" is joined, self is executed through an fd opened beforehand
 // ("/proc/self/fd/N" resolved by the child in the joined namespaces), so
 // the target's mount namespace needs a /proc.
@@ -71,12 +72,28 @@ func Launch(self string, spec LaunchSpec, files []*os.File) (pid int, err error)
 		err error
 	}
 	ch := make(chan result, 1)
-	go func() {
+	join := func(ch chan<- result) {
 		// Never unlocked: the thread's namespaces are changed, so the
 		// runtime must discard it when this goroutine ends.
 		runtime.LockOSThread()
 		pid, err := launchJoined(self, spec, files)
 		ch <- result{pid, err}
+	}
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			join(ch)
+			return
+		}
+		// This is the main thread, which Go never discards (it wedges it
+		// instead) and whose namespaces are what /proc/<pid>/{ns,mountinfo,
+		// root} show for the whole process. Keep it busy here so the join
+		// runs on another thread.
+		inner := make(chan result, 1)
+		go join(inner)
+		r := <-inner
+		runtime.UnlockOSThread()
+		ch <- r
 	}()
 	r := <-ch
 	return r.pid, r.err

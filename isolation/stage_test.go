@@ -64,7 +64,7 @@ func (r result) exitCode() int {
 
 // launch starts a stage for cfg (with spec's join settings) and returns
 // its pid and the parent end of the sync socket, already released.
-func launch(t *testing.T, cfg isolation.Config, spec isolation.LaunchSpec, stdout, stderr *os.File) (int, *os.File) {
+func launch(t *testing.T, cfg isolation.Config, spec isolation.LaunchSpec, stdout, stderr *os.File, extra ...*os.File) (int, *os.File) {
 	t.Helper()
 	spec.Cloneflags = isolation.CloneFlags(&cfg)
 	parent, child, err := isolation.SyncPair()
@@ -80,7 +80,7 @@ func launch(t *testing.T, cfg isolation.Config, spec isolation.LaunchSpec, stdou
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := isolation.Launch(self, spec, []*os.File{stdin, stdout, stderr, child})
+	pid, err := isolation.Launch(self, spec, append([]*os.File{stdin, stdout, stderr, child}, extra...))
 	child.Close()
 	if err != nil {
 		parent.Close()
@@ -507,5 +507,79 @@ func TestExecReplacesStage(t *testing.T) {
 	if n, _ := strconv.Atoi(lines[1]); n > 4 {
 		t.Errorf("%d fds leaked into the command", n)
 	}
-	_ = exec.Command
+}
+
+// buildInit compiles cmd/porto-init and opens it, as the service does.
+func buildInit(t *testing.T) *os.File {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "porto-init")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/porto-dev/porto/cmd/porto-init")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Skipf("cannot build porto-init: %v\n%s", err, out)
+	}
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestInit: a meta container's porto-init is pid 1, executed by fd (no
+// path to it inside the root), holds the namespaces for joined children,
+// and exits 0 on SIGTERM; with a command it exits with the command's status.
+func TestInit(t *testing.T) {
+	requireRoot(t)
+	initBin := buildInit(t)
+	root := buildRoot(t)
+	null, _ := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	defer null.Close()
+
+	cfg := isolation.Config{Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
+	pid, parent := launch(t, cfg, isolation.LaunchSpec{}, null, null, initBin)
+	err := isolation.WaitExec(parent)
+	parent.Close()
+	if err != nil {
+		t.Fatalf("start porto-init: %v", err)
+	}
+	out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+	defer out.Close()
+	child := isolation.Config{Argv: sh("echo $$; cat /proc/1/cmdline"), Env: []string{testPath}}
+	jpid, jparent := launch(t, child, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"pid", "mnt"}}, out, out)
+	err = isolation.WaitExec(jparent)
+	jparent.Close()
+	var ws unix.WaitStatus
+	unix.Wait4(jpid, &ws, 0, nil)
+	if err != nil {
+		t.Fatalf("joined start: %v", err)
+	}
+	b, _ := os.ReadFile(out.Name())
+	if lines := strings.Split(string(b), "\n"); len(lines) < 2 || lines[0] == "1" || !strings.HasPrefix(lines[1], "porto-init") {
+		t.Errorf("inside the meta container: %q", b)
+	}
+	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); !strings.HasSuffix(exe, "porto-init") {
+		t.Errorf("pid 1 runs %q", exe)
+	}
+	unix.Kill(pid, unix.SIGTERM)
+	unix.Wait4(pid, &ws, 0, nil)
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("porto-init on SIGTERM: status %#x", ws)
+	}
+
+	cfg = isolation.Config{Argv: sh("echo $$; exit 3"), Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
+	out2, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+	defer out2.Close()
+	pid, parent = launch(t, cfg, isolation.LaunchSpec{}, out2, out2, initBin)
+	err = isolation.WaitExec(parent)
+	parent.Close()
+	unix.Wait4(pid, &ws, 0, nil)
+	if err != nil || !ws.Exited() || ws.ExitStatus() != 3 {
+		t.Errorf("porto-init -- sh: %v, status %#x", err, ws)
+	}
+	// The command is a child of pid 1 (porto-init's runtime threads use
+	// the lowest pids).
+	if b, _ := os.ReadFile(out2.Name()); string(b) == "1\n" || len(b) == 0 {
+		t.Errorf("command under porto-init has pid %q", b)
+	}
 }
