@@ -1,22 +1,62 @@
 package service
 
 import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
 	"github.com/porto-dev/porto/api"
 	"github.com/porto-dev/porto/units"
 )
 
-// limitsOf collects c's resource limits from its properties.
-func (m *Manager) limitsOf(c *Container) (units.Limits, error) {
+// memoryGuaranteeReserve is kept out of guarantees for the host (Porto's).
+const memoryGuaranteeReserve = 2 << 30
+
+// limitsOf collects c's resource limits from its properties; override
+// replaces one property's value (a Set being applied).
+func (m *Manager) limitsOf(c *Container, overKey, overVal string) (units.Limits, error) {
+	val := func(k string) string {
+		if k == overKey {
+			return overVal
+		}
+		return m.value(c, k)
+	}
 	var l units.Limits
-	if v, ok := c.prop("allowed_devices"); ok {
+	var err error
+	size := func(k string) uint64 {
+		n, e := strconv.ParseUint(val(k), 10, 64)
+		if e != nil && err == nil {
+			err = api.Errorf(api.InvalidValue, "%s: %q", k, val(k))
+		}
+		return n
+	}
+	l.MemoryLimit = size("memory_limit")
+	l.MemoryGuarantee = size("memory_guarantee")
+	l.IOLimit = size("io_limit")
+	l.PidsLimit = size("thread_limit")
+	l.RechargeOnPgfault, _ = ParseBool(val("recharge_on_pgfault"))
+	l.CPULimit, _ = parseCores(val("cpu_limit"))
+	l.CPUGuarantee, _ = parseCores(val("cpu_guarantee"))
+	l.CPUPolicy = val("cpu_policy")
+	l.IOPolicy = val("io_policy")
+	if v, ok := c.prop("allowed_devices"); ok || overKey == "allowed_devices" {
+		if overKey == "allowed_devices" {
+			v = overVal
+		}
 		l.Devices = splitList(v)
 	}
-	return l, nil
+	return l, err
 }
 
 // applyLimits pushes c's limits into its cgroups.
 func (m *Manager) applyLimits(c *Container) error {
-	l, err := m.limitsOf(c)
+	return m.applyLimitsWith(c, "", "")
+}
+
+func (m *Manager) applyLimitsWith(c *Container, key, val string) error {
+	l, err := m.limitsOf(c, key, val)
 	if err != nil {
 		return err
 	}
@@ -24,4 +64,140 @@ func (m *Manager) applyLimits(c *Container) error {
 		return api.AsError(err)
 	}
 	return nil
+}
+
+
+// parseCores reads "1.5c" (cores), "50%" or "50" (percent of the whole
+// machine); "0" is unlimited.
+func parseCores(v string) (float64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	ncpu := float64(runtime.NumCPU())
+	var f float64
+	var err error
+	switch {
+	case strings.HasSuffix(v, "c"):
+		f, err = strconv.ParseFloat(strings.TrimSuffix(v, "c"), 64)
+	case strings.HasSuffix(v, "%"):
+		f, err = strconv.ParseFloat(strings.TrimSuffix(v, "%"), 64)
+		f = f / 100 * ncpu
+	default:
+		f, err = strconv.ParseFloat(v, 64)
+		f = f / 100 * ncpu
+	}
+	if err != nil || f < 0 || f != f || f > 4096 {
+		return 0, fmt.Errorf("%q is not a CPU amount (Nc cores, or N%% of the machine)", v)
+	}
+	return f, nil
+}
+
+func vCores(_ *Manager, _ *Container, v string) (string, error) {
+	f, err := parseCores(v)
+	if err != nil {
+		return "", api.Errorf(api.InvalidValue, "%v", err)
+	}
+	if f > float64(runtime.NumCPU()) {
+		return "", api.Errorf(api.InvalidValue, "%s is more than the %d cores of this machine", v, runtime.NumCPU())
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64) + "c", nil
+}
+
+func vChoice(key string, choices ...string) func(*Manager, *Container, string) (string, error) {
+	return func(_ *Manager, _ *Container, v string) (string, error) {
+		for _, c := range choices {
+			if v == c {
+				return v, nil
+			}
+		}
+		return "", api.Errorf(api.InvalidValue, "%s is one of %s, not %q", key, strings.Join(choices, ", "), v)
+	}
+}
+
+// dynamicLimit is the apply of every cgroup-backed property: the new value
+// goes to the kernel before it is recorded.
+func dynamicLimit(key string) func(m *Manager, c *Container, v string) error {
+	return func(m *Manager, c *Container, v string) error {
+		return m.applyLimitsWith(c, key, v)
+	}
+}
+
+// vMemoryGuarantee refuses a guarantee that would overcommit the machine:
+// the sum of all guarantees plus a 2 GiB reserve must fit in RAM.
+func vMemoryGuarantee(m *Manager, c *Container, v string) (string, error) {
+	canon, err := vSize(0)(m, c, v)
+	if err != nil {
+		return "", err
+	}
+	n, _ := strconv.ParseUint(canon, 10, 64)
+	if n == 0 {
+		return canon, nil
+	}
+	total := memTotal()
+	var sum uint64
+	m.treeMu.RLock()
+	for _, o := range m.byName {
+		if o == c {
+			continue
+		}
+		if g, ok := o.prop("memory_guarantee"); ok {
+			x, _ := strconv.ParseUint(g, 10, 64)
+			sum += x
+		}
+	}
+	m.treeMu.RUnlock()
+	if total > 0 && sum+n+memoryGuaranteeReserve > total {
+		return "", api.Errorf(api.ResourceNotAvailable, "memory_guarantee %s would overcommit the machine: %d bytes guaranteed elsewhere, %d reserved for the host, %d in all", v, sum, uint64(memoryGuaranteeReserve), total)
+	}
+	return canon, nil
+}
+
+func memTotal() uint64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return 0
+}
+
+func notSupportedNet(key string) func(*Manager, *Container, string) (string, error) {
+	return func(_ *Manager, _ *Container, v string) (string, error) {
+		return "", api.Errorf(api.NotSupported, "%s needs a network namespace of the container's own; containers share the host network, where per-container traffic control is not available", key)
+	}
+}
+
+func init() {
+	register(
+		&prop{name: "memory_limit", desc: "memory limit, bytes (suffixes K, M, G); 0: unlimited", dynamic: true,
+			def: constDef("0"), validate: vSize(0), apply: dynamicLimit("memory_limit")},
+		&prop{name: "memory_guarantee", desc: "memory guarantee, bytes; the sum over all containers plus 2G must fit in RAM", dynamic: true,
+			def: constDef("0"), validate: vMemoryGuarantee, apply: dynamicLimit("memory_guarantee")},
+		&prop{name: "recharge_on_pgfault", desc: "move memory charges to the container that faults the page", dynamic: true,
+			def: constDef("false"), validate: vBool, apply: dynamicLimit("recharge_on_pgfault")},
+		&prop{name: "cpu_limit", desc: "CPU limit: Nc cores or N% of the machine; 0: unlimited", dynamic: true,
+			def: constDef("0c"), validate: vCores, apply: dynamicLimit("cpu_limit")},
+		&prop{name: "cpu_guarantee", desc: "CPU guarantee: Nc cores or N% of the machine", dynamic: true,
+			def: constDef("0c"), validate: vCores, apply: dynamicLimit("cpu_guarantee")},
+		&prop{name: "cpu_policy", desc: "CPU scheduling policy: normal, rt, batch or idle", dynamic: true,
+			def: constDef("normal"), validate: vChoice("cpu_policy", "normal", "rt", "batch", "idle"), apply: dynamicLimit("cpu_policy")},
+		&prop{name: "io_limit", desc: "disk bandwidth limit, bytes/s; 0: unlimited", dynamic: true,
+			def: constDef("0"), validate: vSize(0), apply: dynamicLimit("io_limit")},
+		&prop{name: "io_policy", desc: "disk I/O policy: normal or batch", dynamic: true,
+			def: constDef("normal"), validate: vChoice("io_policy", "normal", "batch"), apply: dynamicLimit("io_policy")},
+		&prop{name: "thread_limit", desc: "maximum number of tasks (the pids limit); 0: unlimited", dynamic: true,
+			def: constDef("0"), validate: vInt(0, 1<<31-1), apply: dynamicLimit("thread_limit")},
+		&prop{name: "net_limit", desc: "per-interface traffic limit (needs a private network namespace)", validate: notSupportedNet("net_limit")},
+		&prop{name: "net_guarantee", desc: "per-interface traffic guarantee (needs a private network namespace)", validate: notSupportedNet("net_guarantee")},
+		&prop{name: "net_priority", desc: "per-interface traffic priority 0-7 (needs a private network namespace)", validate: notSupportedNet("net_priority")},
+	)
 }
