@@ -2,6 +2,7 @@ package dbusapi
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/api/client"
 	"github.com/porto-dev/porto/isolation"
 	"github.com/porto-dev/porto/service"
 	"github.com/porto-dev/porto/units"
@@ -179,3 +181,76 @@ func TestRealServicePermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Odd and hostile names get errors, never a crash, and the daemon keeps
+// answering; concurrent clients are served.
+func TestRealServiceHostileAndConcurrent(t *testing.T) {
+	m := newRealManager(t)
+	e := startEnv(t, m, Options{})
+	c, ctx := e.client, e.ctx
+	if err := c.Create(ctx, "ok"); err != nil {
+		skipIfNotImplemented(t, err)
+		t.Fatal(err)
+	}
+	for _, name := range []string{
+		"", "/", "/x", "x/", "a//b", "..", "ok/..", "ok/.", "sp ace", "semi;colon", "dollar$", "é",
+		strings.Repeat("a", 129), strings.Repeat("a/", 100) + "a", strings.Repeat("b", 201),
+		"ok/" + strings.Repeat("x/", 20) + "y", "\t", "a\nb",
+	} {
+		err := c.Create(ctx, name)
+		if code := api.CodeOf(err); code != api.InvalidValue && code != api.ContainerDoesNotExist && code != api.Permission && code != api.ContainerAlreadyExists {
+			t.Errorf("Create(%q) = %v", name, err)
+		}
+		if _, err := c.GetProperty(ctx, name, "state"); err == nil && name != "/" {
+			t.Errorf("GetProperty(%q) succeeded", name)
+		}
+	}
+	// Invalid UTF-8 never reaches porto: the bus or godbus refuses it.
+	if err := e.cconn.Object(api.BusName, api.ManagerPath).Call(api.ManagerInterface+".Create", 0, "\xff\xfe").Err; err == nil {
+		t.Error("Create with invalid UTF-8 succeeded")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := dbus.Connect(e.addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			cl := clientFor(conn)
+			for j := range 10 {
+				name := fmt.Sprintf("c%d-%d", i, j)
+				if err := cl.Create(ctx, name); err != nil {
+					errs <- err
+					return
+				}
+				if err := cl.SetProperty(ctx, name, "command", "true"); err != nil {
+					errs <- err
+					return
+				}
+				if v, err := cl.GetProperty(ctx, name, "command"); err != nil || v != "true" {
+					errs <- fmt.Errorf("get %s: %q %v", name, v, err)
+					return
+				}
+				if err := cl.Destroy(ctx, name); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if names, err := c.List(ctx); err != nil || len(names) != 1 {
+		t.Fatalf("List after the concurrent run = %q, %v", names, err)
+	}
+}
+
+func clientFor(conn *dbus.Conn) *client.Client { return client.NewWithConn(conn) }

@@ -92,7 +92,6 @@ type Server struct {
 	events      <-chan service.Event
 	unsubscribe func()
 	sigs        chan *dbus.Signal
-	served      chan struct{} // closed when Serve returns
 
 	objMu sync.Mutex
 	objs  map[string]*containerObject // name -> exported object
@@ -132,7 +131,6 @@ func newServer(b backend, opts Options) *Server {
 		peers:    make(map[string]identity),
 		inflight: make(map[string]map[uint64]context.CancelFunc),
 		objs:     make(map[string]*containerObject),
-		served:   make(chan struct{}),
 	}
 }
 
@@ -234,7 +232,6 @@ func (s *Server) RequestName() error {
 // Serve applies the service's state changes to the exported objects and
 // emits the signals, until ctx is done or Close is called.
 func (s *Server) Serve(ctx context.Context) error {
-	defer close(s.served)
 	if s.events == nil {
 		return errors.New("dbusapi: Serve before Export")
 	}
