@@ -651,7 +651,7 @@ func (m *Manager) waitDone(c *Container) bool {
 	}
 	if st == api.StateMeta {
 		for _, d := range m.descendants(c) {
-			if s := d.state(); s == api.StateRunning || s == api.StatePaused || s == api.StateMeta && len(d.children) > 0 {
+			if s := d.state(); s == api.StateRunning || s == api.StatePaused {
 				return false
 			}
 		}
