@@ -126,19 +126,35 @@ func (m *manager) List(msg dbus.Message) ([]string, *dbus.Error) {
 func (m *manager) Get(msg dbus.Message, names, keys []string) ([]getCell, *dbus.Error) {
 	var cells []getCell
 	derr := m.call(&msg, api.MethodGet, m.s.checkGet(names, keys), func(ctx context.Context, c service.Caller) error {
-		res := m.s.b.GetMulti(ctx, c, names, keys)
-		cells = make([]getCell, len(res))
-		for i, r := range res {
-			cells[i] = getCell{Container: r.Container, Key: r.Key, Value: r.Value}
-			if r.Err != nil {
-				de := toDBusError(m.s.log, api.MethodGet, r.Err)
-				cells[i].Error = de.Name
-				cells[i].Message = de.Error()
+		// One cell at a time, so that the reply's size is known before
+		// more is read: a reply over the bus's message limit would make
+		// the bus daemon disconnect portod.
+		cells = make([]getCell, 0, len(names)*len(keys))
+		size := 0
+		for _, n := range names {
+			for _, k := range keys {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				for _, r := range m.s.b.GetMulti(ctx, c, []string{n}, []string{k}) {
+					cell := getCell{Container: r.Container, Key: r.Key, Value: r.Value}
+					if r.Err != nil {
+						de := toDBusError(m.s.log, api.MethodGet, r.Err)
+						cell.Error = de.Name
+						cell.Message = de.Error()
+					}
+					size += 5*8 + len(cell.Container) + len(cell.Key) + len(cell.Value) + len(cell.Error) + len(cell.Message)
+					if size > m.s.opts.MaxReplyBytes {
+						return api.Errorf(api.ResourceNotAvailable,
+							"the values requested add up to more than %d bytes, the most one D-Bus reply may carry; ask for fewer at a time", m.s.opts.MaxReplyBytes)
+					}
+					cells = append(cells, cell)
+				}
 			}
 		}
 		return nil
 	})
-	if cells == nil {
+	if cells == nil || derr != nil {
 		cells = []getCell{}
 	}
 	return cells, derr
@@ -149,8 +165,15 @@ func (m *manager) GetProperty(msg dbus.Message, name, key string) (string, *dbus
 	derr := m.call(&msg, api.MethodGetProperty, m.s.checkStrings(name, key), func(ctx context.Context, c service.Caller) error {
 		var err error
 		value, err = m.s.b.Get(ctx, c, name, key)
+		if err == nil && len(value) > m.s.opts.MaxReplyBytes {
+			return api.Errorf(api.ResourceNotAvailable,
+				"%s of %s is %d bytes, more than the %d one D-Bus reply may carry", key, name, len(value), m.s.opts.MaxReplyBytes)
+		}
 		return err
 	})
+	if derr != nil {
+		value = ""
+	}
 	return value, derr
 }
 

@@ -21,7 +21,11 @@ const (
 	DefaultMaxStringLen = 64 << 10 // bytes in any one string argument
 	DefaultMaxListLen   = 10000    // elements in any one array argument
 	// DefaultMaxGetCells caps len(names)*len(keys) of one Get.
-	DefaultMaxGetCells = 1 << 20
+	DefaultMaxGetCells = 1 << 18
+	// DefaultMaxReplyBytes caps the values one reply carries: half the
+	// system bus's default max_message_size (32 MiB). A bigger message
+	// would make dbus-daemon disconnect portod.
+	DefaultMaxReplyBytes = 16 << 20
 	// DefaultResyncInterval is how often container objects are reconciled
 	// with the service's list, in case events were dropped.
 	DefaultResyncInterval = 30 * time.Second
@@ -42,6 +46,9 @@ type Options struct {
 	MaxStringLen int
 	MaxListLen   int
 	MaxGetCells  int
+	// MaxReplyBytes caps the size of Get and GetProperty replies; beyond
+	// it the call fails with ResourceNotAvailable.
+	MaxReplyBytes int
 	// ResyncInterval; zero means DefaultResyncInterval, < 0 disables it.
 	ResyncInterval time.Duration
 }
@@ -115,6 +122,9 @@ func newServer(b backend, opts Options) *Server {
 	}
 	if opts.MaxGetCells <= 0 {
 		opts.MaxGetCells = DefaultMaxGetCells
+	}
+	if opts.MaxReplyBytes <= 0 {
+		opts.MaxReplyBytes = DefaultMaxReplyBytes
 	}
 	if opts.ResyncInterval == 0 {
 		opts.ResyncInterval = DefaultResyncInterval
@@ -229,12 +239,19 @@ func (s *Server) RequestName() error {
 	return fmt.Errorf("bus name %s is already taken%s: is another portod running?", api.BusName, owner)
 }
 
+// ErrBusClosed is what Serve returns when the bus connection is gone (the
+// bus daemon exited or dropped portod): nothing is served any more, and
+// the process should exit so that it is restarted.
+var ErrBusClosed = errors.New("dbusapi: the connection to the bus is closed")
+
 // Serve applies the service's state changes to the exported objects and
-// emits the signals, until ctx is done or Close is called.
+// emits the signals, until ctx is done (it returns ctx.Err()), Close is
+// called (nil) or the bus connection closes (ErrBusClosed).
 func (s *Server) Serve(ctx context.Context) error {
 	if s.events == nil {
 		return errors.New("dbusapi: Serve before Export")
 	}
+	busGone := s.conn.Context().Done()
 	var tick <-chan time.Time
 	if s.opts.ResyncInterval > 0 {
 		t := time.NewTicker(s.opts.ResyncInterval)
@@ -247,6 +264,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			return ctx.Err()
 		case <-s.ctx.Done():
 			return nil
+		case <-busGone:
+			s.log.Error("the connection to the bus is closed")
+			return ErrBusClosed
 		case ev, ok := <-s.events:
 			if !ok {
 				return nil

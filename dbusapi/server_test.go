@@ -733,3 +733,60 @@ func TestClientNew(t *testing.T) {
 		t.Errorf("ConnectSystemBus on a missing bus: %v", err)
 	}
 }
+
+// A reply over the bus's message limit would get portod disconnected by
+// dbus-daemon: such calls fail instead, and the daemon stays on the bus.
+func TestReplySizeCap(t *testing.T) {
+	f := newFake()
+	e := startEnv(t, f, Options{})
+	c, ctx := e.client, e.ctx
+	for _, n := range []string{"a", "b", "c"} {
+		if err := c.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mu.Lock()
+	f.cts["a"].command = strings.Repeat("x", 40<<20)
+	f.cts["b"].command = strings.Repeat("y", 10<<20)
+	f.cts["c"].command = strings.Repeat("z", 10<<20)
+	f.mu.Unlock()
+	_, err := c.GetProperty(ctx, "a", "command")
+	ae := wantCode(t, err, api.ResourceNotAvailable)
+	if !strings.Contains(ae.Message(), "41943040 bytes") {
+		t.Errorf("message %q", ae.Message())
+	}
+	if v, err := c.GetProperty(ctx, "b", "command"); err != nil || len(v) != 10<<20 {
+		t.Fatalf("10 MiB GetProperty: %d, %v", len(v), err)
+	}
+	_, err = c.Get(ctx, []string{"b", "c"}, []string{"command"})
+	wantCode(t, err, api.ResourceNotAvailable)
+	_, err = c.Get(ctx, []string{"b", "b"}, []string{"command"})
+	wantCode(t, err, api.ResourceNotAvailable)
+	if res, err := c.Get(ctx, []string{"b"}, []string{"command", "state"}); err != nil || len(res) != 2 {
+		t.Fatalf("Get under the cap: %v", err)
+	}
+	if _, err := c.Version(ctx); err != nil {
+		t.Fatalf("portod lost the bus: %v", err)
+	}
+}
+
+func TestServeReturnsWhenBusCloses(t *testing.T) {
+	addr := startBus(t)
+	conn := connect(t, addr)
+	s := newServer(newFake(), Options{Logger: testLogger(t)})
+	defer s.Close()
+	if err := s.Export(conn); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background()) }()
+	conn.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrBusClosed) {
+			t.Fatalf("Serve = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the bus connection closed")
+	}
+}
