@@ -183,7 +183,8 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 	if err := srv.Export(conn); err != nil {
 		return fatalf("%v", err)
 	}
-	go srv.Serve(ctx)
+	busLost := make(chan error, 1)
+	go func() { busLost <- srv.Serve(ctx) }()
 	if err := srv.RequestName(); err != nil {
 		return fatalf("%v", err)
 	}
@@ -199,6 +200,12 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 		log.Info("stopping; containers keep running", "signal", s.String())
 	case <-lost:
 		log.Error("supervisor connection lost; exiting")
+	case err := <-busLost:
+		// Off the bus (dbus-daemon restarted, or it dropped us): exit so the
+		// master starts a fresh worker that reconnects.
+		log.Error("lost the system bus; exiting to be restarted", "err", err)
+		srv.Close()
+		return 1
 	}
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
 	srv.Close()
