@@ -4,9 +4,15 @@
 //
 // It owns the D-Bus edge and nothing else: decoding calls, establishing the
 // caller's identity from the bus (never from arguments), asking polkit
-// through an Authorizer, capping input sizes, turning errors into D-Bus
+// through an Authorizer, turning errors into D-Bus
 // errors (one function, toDBusError) and recovering panics in handlers.
 // Every semantic decision is service's.
 //
-// Imports: service, api, godbus. Only cmd/portod (and tests) import it.
+// The methods themselves (input caps, reply caps, the call into service,
+// error classes, caller construction) live in apiserver, shared with the
+// Varlink edge (varlinkapi); this package spells them for D-Bus. Polkit
+// (Polkit.AuthorizeProcess) also answers for the Varlink edge.
+//
+// Imports: apiserver, service, api, godbus. Only cmd/portod (and tests)
+// import it.
 package dbusapi

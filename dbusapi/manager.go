@@ -3,7 +3,6 @@ package dbusapi
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -30,17 +29,14 @@ type propInfo struct {
 	ReadOnly, Dynamic bool
 }
 
-// call runs one method: establishes the caller, rejects bad input (pre),
-// runs f under a context cancelled when the sender leaves, and translates
-// errors and panics.
-func (m *manager) call(msg *dbus.Message, method string, pre error, f func(ctx context.Context, c service.Caller) error) (derr *dbus.Error) {
+// call runs one method: checks the signature, establishes the caller, runs
+// f (an apiserver.API method, which checks the input) under a context
+// cancelled when the sender leaves, and translates errors and panics.
+func (m *manager) call(msg *dbus.Message, method string, f func(ctx context.Context, c service.Caller) error) (derr *dbus.Error) {
 	s := m.s
 	defer recoverCall(s.log, method, &derr)
 	if derr := checkSignature(msg, method); derr != nil {
 		return derr
-	}
-	if pre != nil {
-		return toDBusError(s.log, method, pre)
 	}
 	sender, _ := msg.Headers[dbus.FieldSender].Value().(string)
 	ctx, done := s.beginCall(sender)
@@ -59,52 +55,52 @@ func (m *manager) anon(method string, f func() error) (derr *dbus.Error) {
 }
 
 func (m *manager) Create(msg dbus.Message, name string) *dbus.Error {
-	return m.call(&msg, api.MethodCreate, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Create(ctx, c, name)
+	return m.call(&msg, api.MethodCreate, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Create(ctx, c, name)
 	})
 }
 
 func (m *manager) Destroy(msg dbus.Message, name string) *dbus.Error {
-	return m.call(&msg, api.MethodDestroy, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Destroy(ctx, c, name)
+	return m.call(&msg, api.MethodDestroy, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Destroy(ctx, c, name)
 	})
 }
 
 func (m *manager) Start(msg dbus.Message, name string) *dbus.Error {
-	return m.call(&msg, api.MethodStart, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Start(ctx, c, name)
+	return m.call(&msg, api.MethodStart, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Start(ctx, c, name)
 	})
 }
 
 func (m *manager) Stop(msg dbus.Message, name string, timeoutMs int32) *dbus.Error {
-	return m.call(&msg, api.MethodStop, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Stop(ctx, c, name, msDuration(timeoutMs))
+	return m.call(&msg, api.MethodStop, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Stop(ctx, c, name, int64(timeoutMs))
 	})
 }
 
 func (m *manager) Kill(msg dbus.Message, name string, signal int32) *dbus.Error {
-	return m.call(&msg, api.MethodKill, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Kill(ctx, c, name, int(signal))
+	return m.call(&msg, api.MethodKill, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Kill(ctx, c, name, int64(signal))
 	})
 }
 
 func (m *manager) Pause(msg dbus.Message, name string) *dbus.Error {
-	return m.call(&msg, api.MethodPause, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Pause(ctx, c, name)
+	return m.call(&msg, api.MethodPause, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Pause(ctx, c, name)
 	})
 }
 
 func (m *manager) Resume(msg dbus.Message, name string) *dbus.Error {
-	return m.call(&msg, api.MethodResume, m.s.checkStrings(name), func(ctx context.Context, c service.Caller) error {
-		return m.s.b.Resume(ctx, c, name)
+	return m.call(&msg, api.MethodResume, func(ctx context.Context, c service.Caller) error {
+		return m.s.api.Resume(ctx, c, name)
 	})
 }
 
 func (m *manager) Wait(msg dbus.Message, names []string, timeoutMs int32) (string, *dbus.Error) {
 	var got string
-	derr := m.call(&msg, api.MethodWait, m.s.checkList("names", names), func(ctx context.Context, c service.Caller) error {
+	derr := m.call(&msg, api.MethodWait, func(ctx context.Context, c service.Caller) error {
 		var err error
-		got, err = m.s.b.Wait(ctx, c, names, msDuration(timeoutMs))
+		got, err = m.s.api.Wait(ctx, c, names, int64(timeoutMs))
 		return err
 	})
 	return got, derr
@@ -112,9 +108,9 @@ func (m *manager) Wait(msg dbus.Message, names []string, timeoutMs int32) (strin
 
 func (m *manager) List(msg dbus.Message) ([]string, *dbus.Error) {
 	var names []string
-	derr := m.call(&msg, api.MethodList, nil, func(ctx context.Context, c service.Caller) error {
+	derr := m.call(&msg, api.MethodList, func(ctx context.Context, c service.Caller) error {
 		var err error
-		names, err = m.s.b.List(ctx, c)
+		names, err = m.s.api.List(ctx, c)
 		return err
 	})
 	if names == nil {
@@ -125,31 +121,16 @@ func (m *manager) List(msg dbus.Message) ([]string, *dbus.Error) {
 
 func (m *manager) Get(msg dbus.Message, names, keys []string) ([]getCell, *dbus.Error) {
 	var cells []getCell
-	derr := m.call(&msg, api.MethodGet, m.s.checkGet(names, keys), func(ctx context.Context, c service.Caller) error {
-		// One cell at a time, so that the reply's size is known before
-		// more is read: a reply over the bus's message limit would make
-		// the bus daemon disconnect portod.
-		cells = make([]getCell, 0, len(names)*len(keys))
-		size := 0
-		for _, n := range names {
-			for _, k := range keys {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				for _, r := range m.s.b.GetMulti(ctx, c, []string{n}, []string{k}) {
-					cell := getCell{Container: r.Container, Key: r.Key, Value: r.Value}
-					if r.Err != nil {
-						de := toDBusError(m.s.log, api.MethodGet, r.Err)
-						cell.Error = de.Name
-						cell.Message = de.Error()
-					}
-					size += 5*8 + len(cell.Container) + len(cell.Key) + len(cell.Value) + len(cell.Error) + len(cell.Message)
-					if size > m.s.opts.MaxReplyBytes {
-						return api.Errorf(api.ResourceNotAvailable,
-							"the values requested add up to more than %d bytes, the most one D-Bus reply may carry; ask for fewer at a time", m.s.opts.MaxReplyBytes)
-					}
-					cells = append(cells, cell)
-				}
+	derr := m.call(&msg, api.MethodGet, func(ctx context.Context, c service.Caller) error {
+		res, err := m.s.api.Get(ctx, c, names, keys)
+		if err != nil {
+			return err
+		}
+		cells = make([]getCell, len(res))
+		for i, r := range res {
+			cells[i] = getCell{Container: r.Container, Key: r.Key, Value: r.Value}
+			if r.Code != api.Success {
+				cells[i].Error, cells[i].Message = r.Code.DBusName(), r.Message
 			}
 		}
 		return nil
@@ -162,13 +143,9 @@ func (m *manager) Get(msg dbus.Message, names, keys []string) ([]getCell, *dbus.
 
 func (m *manager) GetProperty(msg dbus.Message, name, key string) (string, *dbus.Error) {
 	var value string
-	derr := m.call(&msg, api.MethodGetProperty, m.s.checkStrings(name, key), func(ctx context.Context, c service.Caller) error {
+	derr := m.call(&msg, api.MethodGetProperty, func(ctx context.Context, c service.Caller) error {
 		var err error
-		value, err = m.s.b.Get(ctx, c, name, key)
-		if err == nil && len(value) > m.s.opts.MaxReplyBytes {
-			return api.Errorf(api.ResourceNotAvailable,
-				"%s of %s is %d bytes, more than the %d one D-Bus reply may carry", key, name, len(value), m.s.opts.MaxReplyBytes)
-		}
+		value, err = m.s.api.GetProperty(ctx, c, name, key)
 		return err
 	})
 	if derr != nil {
@@ -178,8 +155,8 @@ func (m *manager) GetProperty(msg dbus.Message, name, key string) (string, *dbus
 }
 
 func (m *manager) SetProperty(msg dbus.Message, name, key, value string) *dbus.Error {
-	return m.call(&msg, api.MethodSetProperty, m.s.checkStrings(name, key, value), func(ctx context.Context, c service.Caller) error {
-		if err := m.s.b.Set(ctx, c, name, key, value); err != nil {
+	return m.call(&msg, api.MethodSetProperty, func(ctx context.Context, c service.Caller) error {
+		if err := m.s.api.SetProperty(ctx, c, name, key, value); err != nil {
 			return err
 		}
 		m.s.refreshObject(name) // Command etc. change without a state event
@@ -190,7 +167,7 @@ func (m *manager) SetProperty(msg dbus.Message, name, key, value string) *dbus.E
 func (m *manager) ListProperties() ([]propInfo, *dbus.Error) {
 	var out []propInfo
 	derr := m.anon(api.MethodListProperties, func() error {
-		ps := m.s.b.Properties()
+		ps := m.s.api.ListProperties()
 		out = make([]propInfo, len(ps))
 		for i, p := range ps {
 			out[i] = propInfo{p.Name, p.Description, p.ReadOnly, p.Dynamic}
@@ -204,7 +181,7 @@ func (m *manager) ListProperties() ([]propInfo, *dbus.Error) {
 }
 
 func (m *manager) Version() (string, *dbus.Error) {
-	return api.Version, nil
+	return m.s.api.Version(), nil
 }
 
 // inSignatures are the input signatures of the manager's methods, from the
@@ -236,47 +213,6 @@ func checkSignature(msg *dbus.Message, method string) *dbus.Error {
 	if !ok || got != want {
 		return dbus.NewError("org.freedesktop.DBus.Error.InvalidArgs",
 			[]any{fmt.Sprintf("%s takes arguments of signature %q, not %q", method, want, got)})
-	}
-	return nil
-}
-
-// msDuration converts a wire timeout: < 0 means "default/none" (-1).
-func msDuration(ms int32) time.Duration {
-	if ms < 0 {
-		return -1
-	}
-	return time.Duration(ms) * time.Millisecond
-}
-
-// checkStrings refuses oversized string arguments before they reach the
-// service.
-func (s *Server) checkStrings(args ...string) error {
-	for _, a := range args {
-		if len(a) > s.opts.MaxStringLen {
-			return api.Errorf(api.InvalidValue, "argument is too long: %d bytes (at most %d)", len(a), s.opts.MaxStringLen)
-		}
-	}
-	return nil
-}
-
-// checkList refuses oversized array arguments.
-func (s *Server) checkList(what string, l []string) error {
-	if len(l) > s.opts.MaxListLen {
-		return api.Errorf(api.InvalidValue, "too many %s: %d (at most %d)", what, len(l), s.opts.MaxListLen)
-	}
-	return s.checkStrings(l...)
-}
-
-func (s *Server) checkGet(names, keys []string) error {
-	if err := s.checkList("containers", names); err != nil {
-		return err
-	}
-	if err := s.checkList("keys", keys); err != nil {
-		return err
-	}
-	if len(names)*len(keys) > s.opts.MaxGetCells {
-		return api.Errorf(api.InvalidValue, "too many values requested: %d containers x %d keys (at most %d values)",
-			len(names), len(keys), s.opts.MaxGetCells)
 	}
 	return nil
 }

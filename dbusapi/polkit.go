@@ -48,13 +48,34 @@ type Polkit struct {
 // NewPolkit returns an Authorizer asking the polkit authority on conn's bus.
 func NewPolkit(conn *dbus.Conn) *Polkit { return &Polkit{conn: conn} }
 
-// Authorize calls CheckAuthorization. Without polkitd on the bus
-// (ServiceUnknown, NameHasNoOwner) it returns false and no error.
+// Authorize calls CheckAuthorization for a bus peer. Without polkitd on
+// the bus (ServiceUnknown, NameHasNoOwner) it returns false and no error.
 func (p *Polkit) Authorize(ctx context.Context, sender, action string, interactive bool) (bool, error) {
 	subject := polkitSubject{
 		Kind:    "system-bus-name",
 		Details: map[string]dbus.Variant{"name": dbus.MakeVariant(sender)},
 	}
+	return p.check(ctx, subject, action, interactive, sender)
+}
+
+// AuthorizeProcess calls CheckAuthorization for a local process that is
+// not a bus peer (a caller on the Varlink socket), with polkit's
+// ("unix-process", {pid, start-time, uid}) subject: the start time (from
+// /proc/PID/stat) tells the process from a later one with the same pid.
+// Without polkitd it returns false and no error, as Authorize does.
+func (p *Polkit) AuthorizeProcess(ctx context.Context, pid int32, startTime uint64, uid uint32, action string, interactive bool) (bool, error) {
+	subject := polkitSubject{
+		Kind: "unix-process",
+		Details: map[string]dbus.Variant{
+			"pid":        dbus.MakeVariant(uint32(pid)),
+			"start-time": dbus.MakeVariant(startTime),
+			"uid":        dbus.MakeVariant(int32(uid)),
+		},
+	}
+	return p.check(ctx, subject, action, interactive, fmt.Sprintf("pid %d", pid))
+}
+
+func (p *Polkit) check(ctx context.Context, subject polkitSubject, action string, interactive bool, who string) (bool, error) {
 	var flags uint32
 	if interactive {
 		flags |= polkitAllowUserInteraction
@@ -67,7 +88,7 @@ func (p *Polkit) Authorize(ctx context.Context, sender, action string, interacti
 		if noService(err) {
 			return false, nil
 		}
-		return false, fmt.Errorf("polkit CheckAuthorization(%s, %s): %w", action, sender, err)
+		return false, fmt.Errorf("polkit CheckAuthorization(%s, %s): %w", action, who, err)
 	}
 	return res.IsAuthorized, nil
 }

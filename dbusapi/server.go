@@ -13,19 +13,16 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/apiserver"
 	"github.com/porto-dev/porto/service"
 )
 
-// Default input limits.
+// Default input limits (apiserver's, which the Varlink edge shares).
 const (
-	DefaultMaxStringLen = 64 << 10 // bytes in any one string argument
-	DefaultMaxListLen   = 10000    // elements in any one array argument
-	// DefaultMaxGetCells caps len(names)*len(keys) of one Get.
-	DefaultMaxGetCells = 1 << 18
-	// DefaultMaxReplyBytes caps the values one reply carries: half the
-	// system bus's default max_message_size (32 MiB). A bigger message
-	// would make dbus-daemon disconnect portod.
-	DefaultMaxReplyBytes = 16 << 20
+	DefaultMaxStringLen  = apiserver.DefaultMaxStringLen
+	DefaultMaxListLen    = apiserver.DefaultMaxListLen
+	DefaultMaxGetCells   = apiserver.DefaultMaxGetCells
+	DefaultMaxReplyBytes = apiserver.DefaultMaxReplyBytes
 	// DefaultResyncInterval is how often container objects are reconciled
 	// with the service's list, in case events were dropped.
 	DefaultResyncInterval = 30 * time.Second
@@ -53,31 +50,13 @@ type Options struct {
 	ResyncInterval time.Duration
 }
 
-// backend is what the server needs of service.Manager. Tests substitute
-// fakes (a panicking one, for instance).
-type backend interface {
-	Create(ctx context.Context, c service.Caller, name string) error
-	Destroy(ctx context.Context, c service.Caller, name string) error
-	Start(ctx context.Context, c service.Caller, name string) error
-	Stop(ctx context.Context, c service.Caller, name string, timeout time.Duration) error
-	Kill(ctx context.Context, c service.Caller, name string, sig int) error
-	Pause(ctx context.Context, c service.Caller, name string) error
-	Resume(ctx context.Context, c service.Caller, name string) error
-	Wait(ctx context.Context, c service.Caller, names []string, timeout time.Duration) (string, error)
-	List(ctx context.Context, c service.Caller) ([]string, error)
-	Get(ctx context.Context, c service.Caller, name, key string) (string, error)
-	GetMulti(ctx context.Context, c service.Caller, names, keys []string) []api.GetResult
-	Set(ctx context.Context, c service.Caller, name, key, value string) error
-	Properties() []api.PropertyInfo
-	Info(name string) (service.Info, error)
-	Subscribe() (events <-chan service.Event, cancel func())
-}
-
-var _ backend = (*service.Manager)(nil)
+// backend is what the server needs of service.Manager (apiserver.Backend).
+type backend = apiserver.Backend
 
 // Server exports a service.Manager on one D-Bus connection.
 type Server struct {
 	b    backend
+	api  *apiserver.API // the methods, shared with the Varlink edge
 	opts Options
 	log  *slog.Logger
 	auth Authorizer
@@ -114,24 +93,21 @@ func newServer(b backend, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.MaxStringLen <= 0 {
-		opts.MaxStringLen = DefaultMaxStringLen
-	}
-	if opts.MaxListLen <= 0 {
-		opts.MaxListLen = DefaultMaxListLen
-	}
-	if opts.MaxGetCells <= 0 {
-		opts.MaxGetCells = DefaultMaxGetCells
-	}
-	if opts.MaxReplyBytes <= 0 {
-		opts.MaxReplyBytes = DefaultMaxReplyBytes
-	}
+	lim := apiserver.Limits{
+		MaxStringLen:  opts.MaxStringLen,
+		MaxListLen:    opts.MaxListLen,
+		MaxGetCells:   opts.MaxGetCells,
+		MaxReplyBytes: opts.MaxReplyBytes,
+	}.WithDefaults()
+	opts.MaxStringLen, opts.MaxListLen, opts.MaxGetCells, opts.MaxReplyBytes =
+		lim.MaxStringLen, lim.MaxListLen, lim.MaxGetCells, lim.MaxReplyBytes
 	if opts.ResyncInterval == 0 {
 		opts.ResyncInterval = DefaultResyncInterval
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		b:        b,
+		api:      apiserver.New(b, lim, opts.Logger),
 		opts:     opts,
 		log:      opts.Logger,
 		auth:     opts.Authorizer,
@@ -416,17 +392,11 @@ func (s *Server) caller(ctx context.Context, msg *dbus.Message) (service.Caller,
 		s.mu.Unlock()
 	}
 	interactive := msg.Flags&dbus.FlagAllowInteractiveAuthorization != 0
-	auth := s.auth
-	c := service.Caller{
-		UID:    id.UID,
-		GID:    id.GID,
-		Groups: append([]uint32(nil), id.Groups...),
-		Pid:    id.Pid,
-	}
-	if auth != nil {
-		c.Authorize = func(ctx context.Context, action string) (bool, error) {
+	var authf apiserver.AuthorizeFunc
+	if auth := s.auth; auth != nil {
+		authf = func(ctx context.Context, action string) (bool, error) {
 			return auth.Authorize(ctx, sender, action, interactive)
 		}
 	}
-	return c, nil
+	return apiserver.NewCaller(id, authf), nil
 }

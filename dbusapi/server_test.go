@@ -318,12 +318,26 @@ func TestPolkitCall(t *testing.T) {
 	if g := <-got; g != "system-bus-name :1.43 org.porto.manage-any 0" {
 		t.Errorf("polkit got %q", g)
 	}
+	// The Varlink edge's subject: a process, with typed details.
+	ok, err = p.AuthorizeProcess(context.Background(), 4242, 987654321, 1000, api.ActionSetPrivileged, true)
+	if err != nil || !ok {
+		t.Fatalf("AuthorizeProcess = %v, %v", ok, err)
+	}
+	if g := <-got; g != "unix-process pid=4242,start-time=987654321,uid=1000 org.porto.set-privileged 1" {
+		t.Errorf("polkit got %q", g)
+	}
 }
 
 type fakeAuthority struct{ got chan string }
 
 func (a *fakeAuthority) CheckAuthorization(subject polkitSubject, action string, details map[string]string, flags uint32, cancel string) (polkitResult, *dbus.Error) {
 	name, _ := subject.Details["name"].Value().(string)
+	if subject.Kind == "unix-process" {
+		pid, _ := subject.Details["pid"].Value().(uint32)
+		start, _ := subject.Details["start-time"].Value().(uint64)
+		uid, _ := subject.Details["uid"].Value().(int32)
+		name = fmt.Sprintf("pid=%d,start-time=%d,uid=%d", pid, start, uid)
+	}
 	a.got <- fmt.Sprintf("%s %s %s %d", subject.Kind, name, action, flags)
 	return polkitResult{IsAuthorized: action == api.ActionSetPrivileged, Details: map[string]string{}}, nil
 }

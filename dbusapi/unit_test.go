@@ -54,43 +54,6 @@ func TestRecoverCall(t *testing.T) {
 	}
 }
 
-func TestResolveGID(t *testing.T) {
-	proc := func(ruid, euid, egid uint32, err error) func(int32) (uint32, uint32, uint32, error) {
-		return func(int32) (uint32, uint32, uint32, error) { return ruid, euid, egid, err }
-	}
-	pw := func(g uint32, ok bool) func(uint32) (uint32, bool) {
-		return func(uint32) (uint32, bool) { return g, ok }
-	}
-	noProc := proc(0, 0, 0, errors.New("gone"))
-	cases := []struct {
-		name   string
-		uid    uint32
-		pid    int32
-		groups []uint32
-		proc   func(int32) (uint32, uint32, uint32, error)
-		pw     func(uint32) (uint32, bool)
-		want   uint32
-	}{
-		{"process egid in bus groups", 1000, 5, []uint32{1000, 1001}, proc(1000, 1000, 1001, nil), pw(1000, true), 1001},
-		{"process egid is passwd group", 1000, 5, nil, proc(1000, 1000, 1000, nil), pw(1000, true), 1000},
-		{"egid not vouched for", 1000, 5, []uint32{1000}, proc(1000, 1000, 0, nil), pw(1000, true), 1000},
-		{"pid reused by another user", 1000, 5, []uint32{1000, 0}, proc(0, 0, 0, nil), pw(1000, true), 1000},
-		{"process gone", 1000, 5, []uint32{1000}, noProc, pw(1000, true), 1000},
-		{"no passwd entry", 1234, 0, []uint32{77}, noProc, pw(0, false), 77},
-		{"nothing known", 1234, 0, nil, noProc, pw(0, false), 1234},
-	}
-	for _, tc := range cases {
-		if got := resolveGID(tc.uid, tc.pid, tc.groups, tc.proc, tc.pw); got != tc.want {
-			t.Errorf("%s: got %d, want %d", tc.name, got, tc.want)
-		}
-	}
-	// The real /proc reader on ourselves.
-	ruid, euid, egid, err := procStatusIDs(int32(os.Getpid()))
-	if err != nil || ruid != uint32(os.Getuid()) || euid != uint32(os.Geteuid()) || egid != uint32(os.Getegid()) {
-		t.Errorf("procStatusIDs(self) = %d %d %d %v", ruid, euid, egid, err)
-	}
-}
-
 // The exported Go methods are exactly the introspected ones, with the same
 // signatures.
 func TestMethodsMatchIntrospection(t *testing.T) {
