@@ -3,5 +3,75 @@
 // first-level container a transient scope (Delegate=yes).
 //
 // The service package reaches it only through the service.Cgroups
-// interface; units never imports service or dbusapi.
+// interface; units never imports service or dbusapi. It imports api (the
+// leaf) for the error classes.
+//
+// # Drivers
+//
+// NewCgroupfs detects the layout under /sys/fs/cgroup (Detect) and returns
+// *V1 or *V2. A host with per-controller v1 hierarchies and an empty
+// cgroup2 at /sys/fs/cgroup/unified (these machines) is v1.
+//
+// V1: container "a/b" is <mount>/<controller>/<Root>/a/b in each of
+// freezer, memory, cpu, cpuacct, pids (required), devices, blkio, cpuset
+// (used when mounted; co-mounted hierarchies are used once). porto creates
+// <Root> itself and marks it with the extended attribute
+// trusted.porto.owner; an existing unmarked directory of that name is
+// refused, and porto writes nothing outside <Root>. A name component that
+// could collide with a control file (one containing '.', or tasks,
+// notify_on_release, release_agent) is percent-escaped in the directory
+// name (EscapeComponent), reversibly.
+//
+// V2: container "a/b" is <mount>/<Root>/a/b on the unified hierarchy, and
+// its own processes live in the leaf <...>/a/b/.self, because v2 forbids a
+// cgroup that distributes domain controllers to children from holding
+// processes itself, while a porto container may have both. porto enables
+// +cpu +memory +pids +io (+cpuset) in every cgroup it creates, and, if
+// missing, in the mount root's cgroup.subtree_control: that write is the
+// only one outside porto's subtree.
+//
+// # Limits
+//
+// Apply writes every field of Limits (zero resets to the kernel default),
+// skipping fields unchanged since its last write to a cgroup it created.
+// All limits are checked before anything is written; a limit the kernel
+// cannot apply is an *api.Error NotSupported naming each such limit and
+// the reason, and bad values are InvalidValue. On v1 this kernel refuses
+// memory_guarantee (no memory.low_limit_in_bytes; memory.soft_limit_in_bytes
+// is a reclaim priority, not a guarantee), recharge_on_pgfault and
+// io_policy=batch (no blkio weights without CFQ/BFQ weights). cpu_policy
+// idle uses cpu.idle; batch and rt set SCHED_BATCH / SCHED_RR 10 on the
+// container's own tasks (and on each task Attach moves in later); rt also
+// reserves 100 ms/s of real-time runtime along the cgroup chain when the
+// kernel has RT group scheduling. cpu_guarantee maps to cpu.shares
+// 1024+1024·cores (v2: cpu.weight 100+100·cores). io_limit throttles reads
+// and writes of every whole disk in /sys/block (not loop, ram, zram).
+// The hierarchical and overcommit checks of the reference (a child's limit
+// against its parent's, the sum of guarantees against RAM) need the
+// container tree and are the service's.
+//
+// # What has been proven where
+//
+// V1 is tested on this machine's real hierarchies (kernel 6.18, gated by
+// PORTO_ROOT_TESTS=1 and root): nested and escaped names, attach, recursive
+// procs, freeze to FROZEN (tasks in D state) and thaw, kill of forked and
+// double-forked processes and of a paused nested container, busy removal,
+// every Stats counter (io via O_DIRECT), a real OOM kill counted in
+// OOMKills, every limit read back from the kernel, cpu_limit and io_limit
+// measured in behaviour, and that nothing is left behind. Attach to 8
+// hierarchies costs about 0.2 ms back to back; the first write after an
+// idle spell pays the kernel's RCU grace period (median about 8 ms here).
+//
+// V2 has been proven on a real cgroup v2 host: NOTHING. Its code has run
+// only against a directory tree seeded with v2's file names and formats
+// (v2_test.go), where the tests play the kernel's part. That proves the
+// paths, file names, value formats, parsing, the order of writes and the
+// error classification; it does not prove the kernel's behaviour: that
+// subtree_control writes succeed in that order, that the .self leaf
+// satisfies the no-internal-process rule in every case, that
+// cgroup.events reports frozen as expected, cgroup.kill, memory.peak, the
+// io.max syntax on a real disk, or the cpu_policy scheduling calls inside
+// v2's cpu controller (SCHED_RR in a non-root v2 cgroup may be refused).
+// Devices on v2 need a BPF_CGROUP_DEVICE program; porto does not load one,
+// so device rules are NotSupported there.
 package units

@@ -109,15 +109,19 @@ func rmdirTree(dir string, deadline time.Time) error {
 
 // fakeRmdirHook, set only by unit tests, empties a directory of a fake
 // tree of its control files before rmdir, as the kernel would.
-var fakeRmdirHook func(dir string)
+var fakeRmdirHook func(dir string) error
 
 func rmdirRetry(dir string, deadline time.Time) error {
 	sleep := time.Millisecond
-	if fakeRmdirHook != nil {
-		fakeRmdirHook(dir)
-	}
 	for {
 		err := unix.Rmdir(dir)
+		if fakeRmdirHook != nil {
+			if ferr := fakeRmdirHook(dir); ferr != nil {
+				err = ferr
+			} else {
+				err = unix.Rmdir(dir)
+			}
+		}
 		switch {
 		case err == nil, err == unix.ENOENT:
 			return nil

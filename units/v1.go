@@ -801,4 +801,3 @@ func (v *V1) rtReserve(n string, delta int64) error {
 	}
 	return nil
 }
-

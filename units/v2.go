@@ -108,7 +108,7 @@ func (v *V2) enable(dir string, log bool) error {
 	if err != nil {
 		return err
 	}
-	have := strings.Fields(string(b))
+	have := strings.Fields(strings.ReplaceAll(string(b), "+", ""))
 	var add []string
 	for _, c := range v.ctrls {
 		if !slices.Contains(have, c) {
