@@ -102,6 +102,10 @@ func (c *Client) Spawn(spec isolation.LaunchSpec, files []*os.File) (int, error)
 	}
 	err = writeMsg(c.conn, m, fds)
 	runtime.KeepAlive(files) // their fds were in use until now
+	var pe *protoError
+	if errors.As(err, &pe) {
+		return 0, &SpawnError{Msg: err.Error()}
+	}
 	if err != nil {
 		return 0, c.fail(err)
 	}

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -74,17 +76,32 @@ func commandFiles(cmd string) ([]*os.File, func(), error) {
 }
 
 func testMaster(args []string) int {
+	takeover, rest, err := ParseMasterArgs(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "master:", err)
+		return 2
+	}
 	fs := flag.NewFlagSet("__master", flag.ContinueOnError)
 	ctl := fs.String("ctl", "", "control socket of the test")
-	takeover := fs.String(TakeoverFlag, "", "")
-	if err := fs.Parse(args); err != nil {
+	stop := fs.Duration("stop-timeout", stopTimeout, "")
+	orphan := fs.Duration("orphan-timeout", orphanTimeout, "")
+	ignoreTerm := fs.Bool("worker-ignore-term", false, "")
+	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
 	restartMin = 50 * time.Millisecond
-	err := RunMaster(MasterOptions{
-		WorkerArgs: []string{"--ctl", *ctl},
-		Args:       []string{"__master", "--ctl", *ctl},
-		Takeover:   *takeover,
+	stopTimeout, orphanTimeout = *stop, *orphan
+	if *orphan < scanInterval {
+		scanInterval = *orphan / 2
+	}
+	wargs := []string{"--ctl", *ctl}
+	if *ignoreTerm {
+		wargs = append(wargs, "--ignore-term")
+	}
+	err = RunMaster(MasterOptions{
+		WorkerArgs: wargs,
+		Args:       append([]string{"__master"}, rest...),
+		Takeover:   takeover,
 		Log:        slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		Launch:     standInLaunch,
 	})
@@ -112,13 +129,21 @@ type ctlMsg struct {
 // testWorker is a worker whose brain is the test: it spawns, reports and
 // acknowledges as told over the control socket.
 func testWorker(args []string) int {
-	fs := flag.NewFlagSet(WorkerCommand, flag.ContinueOnError)
-	sfd := fs.Int(SupervisorFDFlag, -1, "")
-	ctl := fs.String("ctl", "", "")
-	if err := fs.Parse(args); err != nil {
+	sfd, rest, err := ParseWorkerArgs(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 2
 	}
-	c, err := Dial(*sfd)
+	fs := flag.NewFlagSet(WorkerCommand, flag.ContinueOnError)
+	ctl := fs.String("ctl", "", "")
+	ignoreTerm := fs.Bool("ignore-term", false, "")
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	if *ignoreTerm {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	c, err := Dial(sfd)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		return 1
@@ -135,13 +160,16 @@ func testWorker(args []string) int {
 		defer mu.Unlock()
 		enc.Encode(m)
 	}
+	var closed atomic.Bool
 	send(ctlMsg{T: "hello", Pid: os.Getpid(), Sup: c.SupervisorPid()})
 	go func() {
 		for e := range c.Exits() {
 			send(ctlMsg{T: "exit", Pid: e.Pid, Status: e.Status})
 		}
 		send(ctlMsg{T: "closed"})
-		os.Exit(0) // the master is gone
+		if !closed.Load() {
+			os.Exit(0) // the master is gone
+		}
 	}()
 	sc := bufio.NewScanner(conn)
 	for sc.Scan() {
@@ -166,6 +194,9 @@ func testWorker(args []string) int {
 				}
 				send(r)
 			}()
+		case "close":
+			closed.Store(true)
+			c.Close() // and keep running without the master
 		case "ack":
 			err := c.Ack(m.Pid)
 			r := ctlMsg{T: "acked", Pid: m.Pid}

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +33,7 @@ type MasterOptions struct {
 	WorkerArgs []string
 	// Args are the master's own arguments (without argv[0]) given again on
 	// the SIGHUP re-exec, which appends --takeover=<token>. Default:
-	// os.Args[1:] without any --takeover.
+	// os.Args[1:] without --takeover (see ParseMasterArgs).
 	Args []string
 	// Takeover is the value of --takeover when this master is the result of
 	// a SIGHUP re-exec; empty otherwise.
@@ -150,7 +149,7 @@ func RunMaster(opts MasterOptions) error {
 		m.opts.Self = self
 	}
 	if m.opts.Args == nil {
-		m.opts.Args = stripTakeover(os.Args[1:])
+		_, m.opts.Args, _ = ParseMasterArgs(os.Args[1:])
 	}
 	if err := setSubreaper(); err != nil {
 		return fmt.Errorf("supervisor: PR_SET_CHILD_SUBREAPER: %w", err)
@@ -246,23 +245,6 @@ func (m *master) afterStep() bool {
 		m.tryUpgrade()
 	}
 	return false
-}
-
-// stripTakeover removes --takeover=X and "--takeover X" from args.
-func stripTakeover(args []string) []string {
-	out := []string{}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--"+TakeoverFlag || a == "-"+TakeoverFlag {
-			i++
-			continue
-		}
-		if strings.HasPrefix(a, "--"+TakeoverFlag+"=") || strings.HasPrefix(a, "-"+TakeoverFlag+"=") {
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 // startWorker creates a socket pair and starts a worker generation.

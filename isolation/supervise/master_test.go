@@ -52,7 +52,7 @@ type ctlConn struct {
 	seen   map[int][]int // exits received and not yet asked for
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, masterArgs ...string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "ctl")
@@ -62,7 +62,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	h := &harness{t: t, dir: dir, ln: ln, workers: make(chan *ctlConn, 16)}
 	go h.accept()
-	h.cmd = exec.Command(os.Args[0], "__master", "--ctl", sock)
+	h.cmd = exec.Command(os.Args[0], append([]string{"__master", "--ctl", sock}, masterArgs...)...)
 	// A file, not a pipe: containers inherit it, and exec.Cmd.Wait would
 	// wait for them to close a pipe.
 	logf, err := os.Create(filepath.Join(dir, "master.log"))
@@ -500,4 +500,51 @@ func TestMasterStop(t *testing.T) {
 	if st, _ := procStat(running); st == "" || st == "Z" {
 		t.Errorf("container was stopped with the master (state %q)", st)
 	}
+}
+
+// A worker that ignores SIGTERM is killed after the stop timeout.
+func TestMasterStopKillsStubbornWorker(t *testing.T) {
+	h := newHarness(t, "--worker-ignore-term", "--stop-timeout=300ms")
+	w := h.worker()
+	start := time.Now()
+	h.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- h.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("master exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("master did not exit")
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("master exited after %v, before the stop timeout", d)
+	}
+	waitState(t, w.hello.Pid, "")
+	if !strings.Contains(h.logText(), "killing it") {
+		t.Errorf("no SIGKILL logged:\n%s", h.logText())
+	}
+}
+
+// A worker that dropped its socket but keeps running is killed and
+// replaced; it gets the exits the old one did not acknowledge.
+func TestMasterKillsWorkerWithoutSocket(t *testing.T) {
+	h := newHarness(t, "--orphan-timeout=300ms")
+	w := h.worker()
+	pid := w.spawn(t, "exit 8")
+	w.exit(t, pid)
+	w.mu.Lock()
+	w.enc.Encode(ctlMsg{T: "close"})
+	w.mu.Unlock()
+	w2 := h.worker()
+	waitState(t, w.hello.Pid, "")
+	if !strings.Contains(h.logText(), "without its socket") {
+		t.Errorf("the worker was not killed by the master:\n%s", h.logText())
+	}
+	if e := w2.exit(t, pid); e.Status != 8<<8 {
+		t.Errorf("status %#x", e.Status)
+	}
+	w2.ack(t, pid)
+	waitState(t, pid, "")
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -85,7 +87,8 @@ func (e *SpawnError) Unwrap() error {
 // master is gone.
 var ErrLost = errors.New("supervisor connection lost")
 
-// protoError is a malformed datagram: the connection itself is still good.
+// protoError is a malformed datagram (received, or refused before
+// sending): the connection itself is still good.
 type protoError struct {
 	msg *message // what could be decoded, or nil
 	err error
@@ -158,7 +161,7 @@ func closeFiles(files []*os.File) {
 func writeMsg(c *net.UnixConn, m *message, fds []int) error {
 	b := encode(m)
 	if len(b) > maxMsg {
-		return fmt.Errorf("supervisor message of %d bytes is too large", len(b))
+		return &protoError{msg: m, err: fmt.Errorf("message of %d bytes is too large", len(b))}
 	}
 	var oob []byte
 	if len(fds) > 0 {
@@ -230,4 +233,61 @@ func errnoOf(err error) syscall.Errno {
 		return errno
 	}
 	return 0
+}
+
+// ParseWorkerArgs takes the supervisor's flag out of the arguments that
+// follow WorkerCommand: it returns the value of --supervisor-fd (for Dial)
+// and the remaining arguments (the master's WorkerArgs) in order.
+func ParseWorkerArgs(args []string) (fd int, rest []string, err error) {
+	v, rest, found, err := takeFlag(args, SupervisorFDFlag)
+	if err != nil {
+		return -1, nil, err
+	}
+	if !found {
+		return -1, nil, fmt.Errorf("--%s is required", SupervisorFDFlag)
+	}
+	fd, err = strconv.Atoi(v)
+	if err != nil || fd < 0 {
+		return -1, nil, fmt.Errorf("--%s: bad fd %q", SupervisorFDFlag, v)
+	}
+	return fd, rest, nil
+}
+
+// ParseMasterArgs takes --takeover out of the master's arguments: it
+// returns its value (for MasterOptions.Takeover, "" if absent) and the
+// remaining arguments.
+func ParseMasterArgs(args []string) (takeover string, rest []string, err error) {
+	v, rest, _, err := takeFlag(args, TakeoverFlag)
+	return v, rest, err
+}
+
+// takeFlag removes every "--name=V", "--name V" (one dash too) from args
+// and returns the last V.
+func takeFlag(args []string, name string) (val string, rest []string, found bool, err error) {
+	rest = []string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if a == "--"+name || a == "-"+name {
+			if i+1 >= len(args) {
+				return "", nil, false, fmt.Errorf("--%s needs a value", name)
+			}
+			val, found = args[i+1], true
+			i++
+			continue
+		}
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			val, found = v, true
+			continue
+		}
+		if v, ok := strings.CutPrefix(a, "-"+name+"="); ok {
+			val, found = v, true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return val, rest, found, nil
 }

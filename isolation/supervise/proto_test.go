@@ -282,11 +282,29 @@ func TestDial(t *testing.T) {
 	}
 }
 
-func TestStripTakeover(t *testing.T) {
-	got := stripTakeover([]string{"--config", "x", "--takeover=abc", "--takeover", "def", "-v"})
-	want := []string{"--config", "x", "-v"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %q, want %q", got, want)
+func TestParseArgs(t *testing.T) {
+	tok, rest, err := ParseMasterArgs([]string{"--config", "x", "--takeover=abc", "-v"})
+	if err != nil || tok != "abc" || !reflect.DeepEqual(rest, []string{"--config", "x", "-v"}) {
+		t.Errorf("ParseMasterArgs = %q %q %v", tok, rest, err)
+	}
+	tok, rest, err = ParseMasterArgs([]string{"--takeover", "def", "--", "--takeover=x"})
+	if err != nil || tok != "def" || !reflect.DeepEqual(rest, []string{"--", "--takeover=x"}) {
+		t.Errorf("ParseMasterArgs = %q %q %v", tok, rest, err)
+	}
+	if tok, rest, err := ParseMasterArgs(nil); err != nil || tok != "" || len(rest) != 0 {
+		t.Errorf("ParseMasterArgs(nil) = %q %q %v", tok, rest, err)
+	}
+	fd, rest, err := ParseWorkerArgs([]string{"--supervisor-fd", "3", "--config", "/etc/porto.conf"})
+	if err != nil || fd != 3 || !reflect.DeepEqual(rest, []string{"--config", "/etc/porto.conf"}) {
+		t.Errorf("ParseWorkerArgs = %d %q %v", fd, rest, err)
+	}
+	if fd, _, err := ParseWorkerArgs([]string{"--supervisor-fd=7"}); err != nil || fd != 7 {
+		t.Errorf("ParseWorkerArgs = %d %v", fd, err)
+	}
+	for _, bad := range [][]string{nil, {"--supervisor-fd"}, {"--supervisor-fd", "x"}} {
+		if _, _, err := ParseWorkerArgs(bad); err == nil {
+			t.Errorf("ParseWorkerArgs(%q) accepted", bad)
+		}
 	}
 }
 
