@@ -152,11 +152,11 @@ func (w *ccWorker) start(ctx context.Context) {
 		}
 		return
 	}
-	// A start may fail only because an ancestor already died.
-	dying := false
-	for a := n.parent; a != nil; a = a.parent {
-		dying = dying || a.started && a.mayDie()
-	}
+	// A start may fail only because an ancestor died: one already started
+	// whose command (or an ancestor's) ended, or a stopped one this start
+	// started first whose command ended before n's turn. Either way the
+	// answer is InvalidState (the parent is dead).
+	dying := n.parent != nil && n.parent.mayDie()
 	if !dying || api.CodeOf(err) != api.InvalidState {
 		w.fail("start %s: %v [%s]", n.name, err, w.describe(ctx, n))
 	}
@@ -420,6 +420,9 @@ func TestConcurrencyRandomTrees(t *testing.T) {
 		t.Errorf("... %d containers in a wrong state in all", bad)
 	}
 
+	// Then the 8 clients race on the same small trees for a while.
+	sharedRace(t, e, workers, seed)
+
 	// Destroy everything, 8 clients at once, then nothing may be left.
 	start = time.Now()
 	for _, w := range workers {
@@ -430,6 +433,13 @@ func TestConcurrencyRandomTrees(t *testing.T) {
 				if n.parent == nil {
 					if err := w.c.Destroy(ctx, n.name); err != nil {
 						t.Errorf("destroy %s: %v", n.name, err)
+					}
+				}
+			}
+			if w.id == 0 {
+				for _, n := range sharedTops {
+					if err := w.c.Destroy(ctx, n); err != nil && api.CodeOf(err) != api.ContainerDoesNotExist {
+						t.Errorf("destroy %s: %v", n, err)
 					}
 				}
 			}
@@ -479,4 +489,206 @@ func TestConcurrencyRandomTrees(t *testing.T) {
 			t.Errorf("left in place %s: %s", e.Place, d.Name())
 		}
 	}
+}
+
+// The shared trees: sh0..sh3, each with children a and b, each with x and y.
+var sharedTops = []string{"sh0", "sh1", "sh2", "sh3"}
+
+func sharedNames() []string {
+	var out []string
+	for _, top := range sharedTops {
+		out = append(out, top)
+		for _, c := range []string{"a", "b"} {
+			out = append(out, top+"/"+c)
+			for _, g := range []string{"x", "y"} {
+				out = append(out, top+"/"+c+"/"+g)
+			}
+		}
+	}
+	return out
+}
+
+// sharedCommand is the command every client gives a shared container.
+func sharedCommand(i int) string { return ccCommands[i%len(ccCommands)] }
+
+// sharedRace runs the 8 clients for 3 s on the shared trees: random create
+// (with command), start, stop, pause, resume, destroy, wait and get. The
+// only acceptable failures are the ones the races explain
+// (ContainerAlreadyExists, ContainerDoesNotExist, InvalidState). Then every
+// container must be in a state consistent with its parent's, with no
+// process where none may be.
+func sharedRace(t *testing.T, e *Env, workers []*ccWorker, seed uint64) {
+	t.Helper()
+	ctx := context.Background()
+	names := sharedNames()
+	var mu sync.Mutex
+	counts := map[string]int{}
+	var errs []string
+	var slow []string
+	report := func(op, name string, err error, allowed ...api.Code) {
+		key := op + " ok"
+		if err != nil {
+			key = op + " " + api.CodeOf(err).String()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		counts[key]++
+		if err != nil && !slices.Contains(allowed, api.CodeOf(err)) && len(errs) < 30 {
+			errs = append(errs, fmt.Sprintf("%s %s: %v", op, name, err))
+		}
+	}
+	const (
+		exists  = api.ContainerAlreadyExists
+		missing = api.ContainerDoesNotExist
+		state   = api.InvalidState
+	)
+	stopAt := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		rng := rand.New(rand.NewPCG(seed^0x5eed, uint64(w.id)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stopAt) {
+				i := rng.IntN(len(names))
+				n := names[i]
+				r := rng.IntN(100)
+				opStart := time.Now()
+				switch {
+				case r < 30:
+					err := w.c.Create(ctx, n)
+					report("create", n, err, exists, missing)
+					if err == nil {
+						if cmd := sharedCommand(i); cmd != "" {
+							report("set", n, w.c.SetProperty(ctx, n, "command", cmd), missing, state)
+						}
+						report("set", n, w.c.SetProperty(ctx, n, "isolate", strconv.FormatBool(i%3 != 0)), missing, state)
+					}
+				case r < 55:
+					report("start", n, w.c.Start(ctx, n), missing, state)
+				case r < 70:
+					report("stop", n, w.c.Stop(ctx, n, -1), missing, state)
+				case r < 75:
+					report("pause", n, w.c.Pause(ctx, n), missing, state)
+				case r < 80:
+					report("resume", n, w.c.Resume(ctx, n), missing, state)
+				case r < 90:
+					report("destroy", n, w.c.Destroy(ctx, n), missing)
+				case r < 95:
+					_, err := w.c.Wait(ctx, []string{n}, 10*time.Millisecond)
+					report("wait", n, err, missing)
+				default:
+					st, err := w.c.GetProperty(ctx, n, "state")
+					report("get", n, err, missing)
+					if err == nil && !slices.Contains([]string{"stopped", "running", "paused", "dead", "meta", "starting", "stopping"}, st) {
+						report("get", n, fmt.Errorf("unknown state %q", st))
+					}
+				}
+				if d := time.Since(opStart); d > 5*time.Second {
+					mu.Lock()
+					slow = append(slow, fmt.Sprintf("%s on %s took %v", sharedOp(r), n, d))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("shared trees, 8 clients for 3 s: %v", counts)
+	// No call may hang: stop and destroy kill with SIGKILL after a second.
+	for _, s := range slow {
+		t.Errorf("slow call: %s", s)
+	}
+	for _, msg := range errs {
+		t.Error(msg)
+	}
+	if !e.PortodAlive() {
+		t.Fatalf("portod died\n%s", e.LogTail())
+	}
+
+	// Quiesce: thaw what is paused, let finite commands end.
+	c := workers[0].c
+	for _, n := range names {
+		if st, err := c.GetProperty(ctx, n, "state"); err == nil && st == "paused" {
+			if err := c.Resume(ctx, n); err != nil && api.CodeOf(err) != state {
+				t.Errorf("resume %s: %v", n, err)
+			}
+		}
+	}
+	time.Sleep(time.Second)
+
+	states := map[string]string{}
+	pids := map[string]int{}
+	for _, n := range names {
+		st, err := c.GetProperty(ctx, n, "state")
+		if api.CodeOf(err) == missing {
+			continue
+		}
+		if err != nil {
+			t.Errorf("get %s state: %v", n, err)
+			continue
+		}
+		states[n] = st
+		if p, err := c.GetProperty(ctx, n, "root_pid"); err == nil {
+			pids[n] = atoi(p)
+		}
+	}
+	t.Logf("shared trees after the race: %v", states)
+	for n, st := range states {
+		switch st {
+		case "stopped", "running", "dead", "meta", "paused":
+		default:
+			t.Errorf("%s is %q after the race", n, st)
+		}
+		if i := strings.LastIndexByte(n, '/'); i > 0 {
+			parent := n[:i]
+			ps, ok := states[parent]
+			switch {
+			case !ok:
+				t.Errorf("%s exists without its parent %s", n, parent)
+			case ps == "stopped" && st != "stopped":
+				t.Errorf("%s is %s under a stopped parent", n, st)
+			case ps == "dead" && st != "dead" && st != "stopped":
+				t.Errorf("%s is %s under a dead parent", n, st)
+			case (st == "running" || st == "meta" || st == "paused") && ps != "running" && ps != "meta" && ps != "paused":
+				t.Errorf("%s is %s under a %s parent", n, st, ps)
+			}
+		}
+		i := slices.Index(names, n)
+		cmd := sharedCommand(i)
+		switch {
+		case st == "meta" && cmd != "":
+			t.Errorf("%s (command %q) is meta", n, cmd)
+		case st == "running" && cmd != "sleep 1000":
+			t.Errorf("%s (command %q) still running 1 s after the race", n, cmd)
+		case st == "running":
+			if p, ok := readProc(pids[n]); !ok || p.cmdline != cmd || p.state == "Z" {
+				t.Errorf("%s: root_pid %d is not a live %q", n, pids[n], cmd)
+			}
+		case st == "stopped" || st == "dead":
+			if b, err := os.ReadFile(filepath.Join(e.cgroupDir("freezer", n), "cgroup.procs")); err == nil && strings.TrimSpace(string(b)) != "" {
+				t.Errorf("%s is %s but its cgroup holds processes %q", n, st, strings.Fields(string(b)))
+			}
+		}
+	}
+}
+
+// sharedOp names the operation sharedRace draws as r.
+func sharedOp(r int) string {
+	switch {
+	case r < 30:
+		return "create"
+	case r < 55:
+		return "start"
+	case r < 70:
+		return "stop"
+	case r < 75:
+		return "pause"
+	case r < 80:
+		return "resume"
+	case r < 90:
+		return "destroy"
+	case r < 95:
+		return "wait"
+	}
+	return "get"
 }

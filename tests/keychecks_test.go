@@ -326,7 +326,22 @@ func TestKeyChecks(t *testing.T) {
 		e.OK(t, root, "run", "p/c", "command=sleep 1000")
 		pp, pc := rootPid(t, e, root, "p"), rootPid(t, e, root, "p/c")
 		e.OK(t, root, "pause", "p")
+		// p/c is paused with its parent: destroying it works, at once,
+		// and kills its process.
+		e.Expect(t, root, "paused", "get", "p/c", "state")
+		start := time.Now()
+		e.OK(t, root, "destroy", "p/c")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("destroy of p/c (paused with its parent) took %v", d)
+		}
+		procGone(t, pc, "sleep 1000")
+		e.Expect(t, root, "paused", "get", "p", "state")
+		e.OK(t, root, "run", "p2", "command=sleep 1000")
+		e.OK(t, root, "run", "p2/c", "command=sleep 1000")
+		pc = rootPid(t, e, root, "p2/c")
+		e.OK(t, root, "pause", "p2")
 		e.OK(t, root, "destroy", "p")
+		e.OK(t, root, "destroy", "p2")
 		e.FailWith(t, root, "ContainerDoesNotExist", "get", "p", "state")
 		procGone(t, pp, "sleep 1000")
 		procGone(t, pc, "sleep 1000")
@@ -341,7 +356,7 @@ func TestKeyChecks(t *testing.T) {
 		for readTrim(t, st) != "FROZEN" && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		start := time.Now()
+		start = time.Now()
 		e.OK(t, root, "stop", "f")
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("stop of a frozen container took %v", d)
