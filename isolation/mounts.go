@@ -3,6 +3,7 @@ package isolation
 import (
 	"errors"
 	"os"
+	"path"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -191,62 +192,113 @@ func splitPath(p string) []string {
 	return out
 }
 
+// maxSymlinks bounds the symlinks followed while resolving one path.
+const maxSymlinks = 40
+
 // mkdirAllIn makes every directory of p inside the tree of rootfd and
-// returns an O_PATH fd of the last one. Each step is resolved inside the
-// root, and new directories are made relative to a parent fd.
+// returns an O_PATH fd of the last one.
 func mkdirAllIn(rootfd int, p string) (int, error) {
-	cur := "/"
-	fd, err := openIn(rootfd, cur, unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return -1, err
-	}
-	for _, c := range splitPath(p) {
-		next := cur + c
-		nfd, err := openIn(rootfd, next, unix.O_PATH|unix.O_DIRECTORY)
+	return targetIn(rootfd, p, true)
+}
+
+// targetIn opens the mount point p inside the tree of rootfd, creating
+// what is missing: directories, and the last component as a directory
+// (dir) or an empty file. Symlinks are followed by hand, each relative to
+// the root, so a dangling one (say /etc/resolv.conf -> ../run/x) gets its
+// target created inside the root; every open is also confined by
+// RESOLVE_IN_ROOT, so nothing (a race included) can lead outside it.
+func targetIn(rootfd int, p string, dir bool) (int, error) {
+	queue := splitPath(p)
+	cur := "/" // resolved so far: a path inside the root without symlinks
+	links := 0
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		last := len(queue) == 0
+		if c == ".." {
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, c)
+		fd, err := openIn(rootfd, next, unix.O_PATH|unix.O_NOFOLLOW)
 		if errors.Is(err, unix.ENOENT) {
-			if err := unix.Mkdirat(fd, c, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
-				unix.Close(fd)
+			if err := createIn(rootfd, cur, c, dir || !last); err != nil {
 				return -1, err
 			}
-			nfd, err = openIn(rootfd, next, unix.O_PATH|unix.O_DIRECTORY)
+			fd, err = openIn(rootfd, next, unix.O_PATH|unix.O_NOFOLLOW)
 		}
-		unix.Close(fd)
 		if err != nil {
 			return -1, err
 		}
-		fd, cur = nfd, next+"/"
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			links++
+			target, err := readlinkFd(fd)
+			unix.Close(fd)
+			if err != nil {
+				return -1, err
+			}
+			if links > maxSymlinks {
+				return -1, unix.ELOOP
+			}
+			if path.IsAbs(target) {
+				cur = "/"
+			}
+			queue = append(splitPath(target), queue...)
+			continue
+		case unix.S_IFDIR:
+		default:
+			if !last {
+				unix.Close(fd)
+				return -1, unix.ENOTDIR
+			}
+		}
+		if last {
+			return fd, nil
+		}
+		unix.Close(fd)
+		cur = next
 	}
-	return fd, nil
+	return openIn(rootfd, cur, unix.O_PATH|unix.O_DIRECTORY)
 }
 
-// targetIn opens (creating it if missing) the mount point p inside the tree
-// of rootfd: a directory, or an empty file when dir is false.
-func targetIn(rootfd int, p string, dir bool) (int, error) {
-	if dir {
-		return mkdirAllIn(rootfd, p)
-	}
-	fd, err := openIn(rootfd, p, unix.O_PATH)
-	if err == nil || !errors.Is(err, unix.ENOENT) {
-		return fd, err
-	}
-	comps := splitPath(p)
-	if len(comps) == 0 {
-		return -1, unix.EISDIR
-	}
-	pfd, err := mkdirAllIn(rootfd, strings.Join(comps[:len(comps)-1], "/"))
+// createIn makes name (a directory or an empty file) in directory dir of
+// the root. An existing entry is fine: the caller opens it next.
+func createIn(rootfd int, dir, name string, isDir bool) error {
+	pfd, err := openIn(rootfd, dir, unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
-		return -1, err
+		return err
 	}
-	// O_EXCL never follows a symlink in the last component.
-	nfd, err := unix.Openat(pfd, comps[len(comps)-1], unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
-	unix.Close(pfd)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, err
+	defer unix.Close(pfd)
+	if isDir {
+		err = unix.Mkdirat(pfd, name, 0o755)
+	} else {
+		var fd int
+		// O_EXCL|O_NOFOLLOW: never through a symlink.
+		fd, err = unix.Openat(pfd, name, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			unix.Close(fd)
+		}
 	}
-	if err == nil {
-		unix.Close(nfd)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
 	}
-	return openIn(rootfd, p, unix.O_PATH)
+	return err
+}
+
+// readlinkFd reads the symlink fd refers to (an O_PATH|O_NOFOLLOW fd).
+func readlinkFd(fd int) (string, error) {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(fd, "", buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 // newFS creates a detached mount of a new fstype instance with options

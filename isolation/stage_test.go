@@ -122,9 +122,7 @@ func run(t *testing.T, cfg isolation.Config) result {
 	var r result
 	r.err = isolation.WaitExec(parent)
 	parent.Close()
-	if _, err := unix.Wait4(pid, &r.status, 0, nil); err != nil {
-		t.Fatalf("wait4(%d): %v", pid, err)
-	}
+	r.status = wait(t, pid)
 	o, _ := os.ReadFile(out.Name())
 	e, _ := os.ReadFile(errf.Name())
 	r.stdout, r.stderr = string(o), string(e)
@@ -401,6 +399,12 @@ func TestBindEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Symlink(filepath.Join(host, "file"), filepath.Join(root, "filelink"))
+	defer func() {
+		// Everything landed inside the root.
+		if _, err := os.Stat(filepath.Join(root, host, "x")); err != nil {
+			t.Errorf("bind targets not made inside the root: %v", err)
+		}
+	}()
 	for _, dst := range []string{"/abs/x", "/rel/x", "/../../../.." + host + "/x", "/proc/1/root" + host + "/x"} {
 		cfg := isolation.Config{Argv: []string{"cat", dst + "/hello"}, Root: root, Isolate: true,
 			Binds: []isolation.Bind{{Source: src, Target: dst}}}
@@ -436,6 +440,25 @@ func TestBindDNS(t *testing.T) {
 	if got != string(want) {
 		t.Errorf("/etc/hosts in the root = %q", got)
 	}
+	// A dangling symlink in the root (as in images made for
+	// systemd-resolved) gets its target made inside the root.
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err == nil {
+		os.Remove(filepath.Join(root, "etc/resolv.conf"))
+		if err := os.Symlink("../run/porto-test-resolve/stub-resolv.conf", filepath.Join(root, "etc/resolv.conf")); err != nil {
+			t.Fatal(err)
+		}
+		got := mustRun(t, isolation.Config{Argv: []string{"cat", "/etc/resolv.conf"}, Root: root, BindDNS: true})
+		if got != string(resolv) {
+			t.Errorf("/etc/resolv.conf via a dangling symlink = %q", got)
+		}
+		if _, err := os.Stat("/run/porto-test-resolve"); err == nil {
+			t.Error("dangling symlink target created on the host")
+		}
+		if _, err := os.Stat(filepath.Join(root, "run/porto-test-resolve/stub-resolv.conf")); err != nil {
+			t.Errorf("symlink target not made inside the root: %v", err)
+		}
+	}
 	r := run(t, isolation.Config{Argv: []string{"cat", "/etc/hosts"}, Root: root})
 	if r.stdout == string(want) {
 		t.Errorf("bind_dns=false still shows the host's /etc/hosts: %q", r.stdout)
@@ -466,18 +489,15 @@ func TestJoin(t *testing.T) {
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, 0, nil)
 	}()
-	// Give the holder a moment to exec.
-	time.Sleep(50 * time.Millisecond)
 
 	dir := t.TempDir()
 	out, _ := os.Create(filepath.Join(dir, "out"))
 	defer out.Close()
-	cfg := isolation.Config{Argv: sh("echo $$; ls /proc | grep -c '^[0-9]'; ls /"), Env: []string{testPath}}
+	cfg := isolation.Config{Argv: sh("echo $$; ls /"), Env: []string{testPath}}
 	jpid, jparent := launch(t, cfg, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"pid", "mnt"}}, out, out)
 	err := isolation.WaitExec(jparent)
 	jparent.Close()
-	var ws unix.WaitStatus
-	unix.Wait4(jpid, &ws, 0, nil)
+	wait(t, jpid)
 	if err != nil {
 		t.Fatalf("joined start: %v", err)
 	}
@@ -549,8 +569,7 @@ func TestInit(t *testing.T) {
 	jpid, jparent := launch(t, child, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"pid", "mnt"}}, out, out)
 	err = isolation.WaitExec(jparent)
 	jparent.Close()
-	var ws unix.WaitStatus
-	unix.Wait4(jpid, &ws, 0, nil)
+	ws := wait(t, jpid)
 	if err != nil {
 		t.Fatalf("joined start: %v", err)
 	}
@@ -561,8 +580,11 @@ func TestInit(t *testing.T) {
 	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); !strings.HasSuffix(exe, "porto-init") {
 		t.Errorf("pid 1 runs %q", exe)
 	}
+	// A signal that reaches a namespace's init before it has handlers is
+	// dropped: wait until porto-init catches SIGTERM.
+	waitCaught(t, pid, unix.SIGTERM)
 	unix.Kill(pid, unix.SIGTERM)
-	unix.Wait4(pid, &ws, 0, nil)
+	ws = wait(t, pid)
 	if !ws.Exited() || ws.ExitStatus() != 0 {
 		t.Errorf("porto-init on SIGTERM: status %#x", ws)
 	}
@@ -573,7 +595,7 @@ func TestInit(t *testing.T) {
 	pid, parent = launch(t, cfg, isolation.LaunchSpec{}, out2, out2, initBin)
 	err = isolation.WaitExec(parent)
 	parent.Close()
-	unix.Wait4(pid, &ws, 0, nil)
+	ws = wait(t, pid)
 	if err != nil || !ws.Exited() || ws.ExitStatus() != 3 {
 		t.Errorf("porto-init -- sh: %v, status %#x", err, ws)
 	}
@@ -582,4 +604,44 @@ func TestInit(t *testing.T) {
 	if b, _ := os.ReadFile(out2.Name()); string(b) == "1\n" || len(b) == 0 {
 		t.Errorf("command under porto-init has pid %q", b)
 	}
+}
+
+// wait reaps pid, killing it if it has not exited within 20 seconds, so a
+// broken test never hangs the suite.
+func wait(t *testing.T, pid int) unix.WaitStatus {
+	t.Helper()
+	timer := time.AfterFunc(20*time.Second, func() { unix.Kill(pid, unix.SIGKILL) })
+	defer timer.Stop()
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("wait4(%d): %v", pid, err)
+		}
+		if !timer.Stop() {
+			t.Errorf("pid %d did not exit in time and was killed", pid)
+		}
+		return ws
+	}
+}
+
+// waitCaught waits until pid has a handler for sig.
+func waitCaught(t *testing.T, pid int, sig unix.Signal) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "SigCgt:\t"); ok {
+				if m, err := strconv.ParseUint(v, 16, 64); err == nil && m&(1<<(uint(sig)-1)) != 0 {
+					time.Sleep(50 * time.Millisecond) // and until main has run signal.Notify
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pid %d never caught %v", pid, sig)
 }
