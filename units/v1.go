@@ -44,6 +44,9 @@ type V1 struct {
 	reg   registry
 
 	freezeTimeout time.Duration
+	// rel, set by the systemd driver, maps a container name to its
+	// directory relative to each hierarchy's mount point.
+	rel func(n string) string
 }
 
 // NewV1 finds the v1 hierarchies under opts.MountRoot and creates porto's
@@ -127,6 +130,15 @@ func (v *V1) Path(name, controller string) string {
 	if err != nil {
 		return ""
 	}
+	return v.hpath(h, n)
+}
+
+// hpath is the directory of container n in hierarchy h: under porto's
+// Root, or where the systemd driver's layout puts it.
+func (v *V1) hpath(h *hierarchy, n string) string {
+	if v.rel != nil {
+		return h.mount + "/" + v.rel(n)
+	}
 	return h.path(n)
 }
 
@@ -137,7 +149,7 @@ func (h *hierarchy) path(name string) string {
 	return h.root + "/" + EscapeName(name)
 }
 
-func (v *V1) dir(ctrl, name string) string { return v.by[ctrl].path(name) }
+func (v *V1) dir(ctrl, name string) string { return v.hpath(v.by[ctrl], name) }
 
 // copyCpuset copies cpuset.cpus and cpuset.mems from parent to a new
 // cpuset cgroup (cgroup.clone_children is off by default, and a cpuset
@@ -176,7 +188,7 @@ func (v *V1) Create(name string) error {
 	var made []string
 	fresh := true
 	for _, h := range v.hiers {
-		d := h.path(n)
+		d := v.hpath(h, n)
 		created, err := mkdir(d)
 		if err == nil && created && h.has("cpuset") {
 			if err = copyCpuset(filepath.Dir(d), d, true); err != nil {
@@ -216,7 +228,7 @@ func (v *V1) Attach(name string, pid int) error {
 	}
 	s := strconv.Itoa(pid)
 	for _, h := range v.hiers {
-		if err := writeFile(h.path(n)+"/cgroup.procs", s); err != nil {
+		if err := writeFile(v.hpath(h, n)+"/cgroup.procs", s); err != nil {
 			return fmt.Errorf("attach %d to %q: %w", pid, n, err)
 		}
 	}
@@ -391,7 +403,7 @@ func (v *V1) Remove(name string) error {
 	var errs []error
 	deadline := time.Now().Add(busyWait)
 	for _, h := range v.hiers {
-		d := h.path(n)
+		d := v.hpath(h, n)
 		if err := rmdirTree(d, deadline); err != nil {
 			errs = append(errs, busyPids(d, err))
 		}
@@ -470,7 +482,7 @@ func (v *V1) Stats(name string) (Stats, error) {
 		errs = append(errs, err)
 	}
 	if h := v.by["blkio"]; h != nil {
-		d := h.path(n)
+		d := v.hpath(h, n)
 		for _, f := range []string{"blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive", "blkio.bfq.io_service_bytes_recursive"} {
 			if b, err := readFile(d + "/" + f); err == nil {
 				st.IORead, st.IOWrite = parseBlkioBytes(b)
@@ -520,7 +532,7 @@ func (v *V1) Apply(name string, l Limits) (err error) {
 	var devs []string
 	blk := ""
 	if h := v.by["blkio"]; h != nil {
-		blk = h.path(n)
+		blk = v.hpath(h, n)
 	}
 	if l.IOLimit > 0 {
 		devs = blockDevices(v.opts.BlockRoot)
@@ -692,7 +704,7 @@ func (v *V1) applyDevices(n string, rules []string, reset bool) error {
 	if h == nil {
 		return nil
 	}
-	d := h.path(n)
+	d := v.hpath(h, n)
 	if rules == nil {
 		if !reset {
 			return nil
@@ -767,10 +779,13 @@ func readPidsOf(dir string) ([]int, error) {
 // scheduling (no cpu.rt_runtime_us) there is nothing to reserve.
 func (v *V1) rtReserve(n string, delta int64) error {
 	h := v.by["cpu"]
+	if v.rel != nil {
+		return errors.New("the real-time budget would have to be written to cgroups systemd owns")
+	}
 	if !exists(h.root + "/cpu.rt_runtime_us") {
 		return nil
 	}
-	own, err := readUint(h.path(n) + "/cpu.rt_runtime_us")
+	own, err := readUint(v.hpath(h, n) + "/cpu.rt_runtime_us")
 	if err != nil {
 		return err
 	}
@@ -780,7 +795,7 @@ func (v *V1) rtReserve(n string, delta int64) error {
 	chain := []string{h.root}
 	parts := strings.Split(n, "/")
 	for i := range parts {
-		chain = append(chain, h.path(strings.Join(parts[:i+1], "/")))
+		chain = append(chain, v.hpath(h, strings.Join(parts[:i+1], "/")))
 	}
 	if delta < 0 {
 		slices.Reverse(chain)
