@@ -1,8 +1,13 @@
 package tests
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bad input through portoctl: every class of error the issue names, with
@@ -87,5 +92,41 @@ func TestHelp(t *testing.T) {
 	}
 	if r := e.Ctl(rootUser, "get"); r.Code == 0 {
 		t.Errorf("portoctl get without a name succeeded: %s", r)
+	}
+}
+
+// A bad porto.conf stops portod at start-up with a message naming the key.
+func TestConfigErrors(t *testing.T) {
+	requireRoot(t)
+	bin := binDir(t)
+	dir := t.TempDir()
+	for _, c := range []struct{ conf, want string }{
+		{"no_such_key = 1\n", "no_such_key"},
+		{"max_containers = lots\n", "max_containers"},
+		{"cgroup_driver = magic\n", "cgroup_driver"},
+		{"stop_timeout = forever\n", "stop_timeout"},
+		{"state_dir = relative/path\n", "state_dir"},
+		{"this line has no equals sign\n", "this line"},
+	} {
+		path := filepath.Join(dir, "porto.conf")
+		if err := os.WriteFile(path, []byte("# test\n"+c.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "portod"), "--config", path)
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + filepath.Join(dir, "no-bus")}
+		out, err := cmd.CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut {
+			t.Errorf("portod with %q: want a start-up error, got %v: %s", c.conf, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("portod with %q: message %q does not name %q", c.conf, out, c.want)
+		}
+	}
+	if r, err := exec.Command(filepath.Join(bin, "portod"), "--config", filepath.Join(dir, "missing.conf")).CombinedOutput(); err == nil {
+		t.Errorf("portod with a missing --config file started: %s", r)
 	}
 }
