@@ -53,9 +53,13 @@ test:
 
 # What CI and the README run, as root: build, unit tier, then the root
 # integration tier (tests/ drives bin/portod and bin/portoctl on a private bus).
+# Both tiers always run, so one failure does not hide the other's results.
 check: build
-	$(MAKE) --no-print-directory test
-	$(MAKE) --no-print-directory check-root
+	@rc=0; \
+	$(MAKE) --no-print-directory test || rc=1; \
+	$(MAKE) --no-print-directory check-root || rc=1; \
+	if [ $$rc != 0 ]; then echo "make check: FAILED (see above)" >&2; else echo "make check: all passed"; fi; \
+	exit $$rc
 
 check-root:
 	@if [ "$$(id -u)" != 0 ]; then \
