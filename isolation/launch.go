@@ -64,7 +64,10 @@ var joinOrder = []string{"ipc", "uts", "net", "pid", "mnt"}
 // ("/proc/self/fd/N" resolved by the child in the joined namespaces), so
 // the target's mount namespace needs a /proc.
 func Launch(self string, spec LaunchSpec, files []*os.File) (pid int, err error) {
-	if spec.JoinPid <= 0 {
+	if spec.JoinPid < 0 {
+		return 0, fmt.Errorf("launch: bad join pid %d", spec.JoinPid)
+	}
+	if spec.JoinPid == 0 {
 		return start(self, spec, files)
 	}
 	type result struct {

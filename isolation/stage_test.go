@@ -645,3 +645,49 @@ func waitCaught(t *testing.T, pid int, sig unix.Signal) {
 	}
 	t.Fatalf("pid %d never caught %v", pid, sig)
 }
+
+// TestAbandoned: a stage whose parent closes the sync socket without
+// Release exits quietly, having done nothing.
+func TestAbandoned(t *testing.T) {
+	requireRoot(t)
+	parent, child, err := isolation.SyncPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	null, _ := os.OpenFile("/dev/null", os.O_RDWR, 0)
+	defer null.Close()
+	self, _ := os.Executable()
+	pid, err := isolation.Launch(self, isolation.LaunchSpec{Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS}, []*os.File{null, null, null, child})
+	child.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.Close()
+	if ws := wait(t, pid); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("abandoned stage: status %#x", ws)
+	}
+}
+
+// TestCgroupProcs: the stage joins the cgroups it is given before
+// anything else.
+func TestCgroupProcs(t *testing.T) {
+	requireRoot(t)
+	base := "/sys/fs/cgroup/freezer"
+	if _, err := os.Stat(filepath.Join(base, "cgroup.procs")); err != nil {
+		t.Skip("no cgroup v1 freezer hierarchy")
+	}
+	name := "porto-isolation-test-" + strconv.Itoa(os.Getpid())
+	dir := filepath.Join(base, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	got := mustRun(t, isolation.Config{Argv: sh("grep freezer /proc/self/cgroup"), CgroupProcs: []string{filepath.Join(dir, "cgroup.procs")}})
+	if !strings.HasSuffix(strings.TrimSpace(got), "/"+name) {
+		t.Errorf("cgroup of the command: %q", got)
+	}
+	se := startError(t, run(t, isolation.Config{Argv: []string{"true"}, CgroupProcs: []string{"/nonexistent/cgroup.procs"}}))
+	if se.Errno != int(unix.ENOENT) {
+		t.Errorf("missing cgroup: %v", se)
+	}
+}
