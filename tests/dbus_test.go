@@ -378,3 +378,83 @@ func short(args []any) string {
 }
 
 func must[T any](v T, err error) T { return v }
+
+// StateChanged signals follow a container through its life, and its object
+// path is escaped as systemd does.
+func TestSignals(t *testing.T) {
+	e := NewEnv(t)
+	e.CleanupContainers(t)
+	conn, err := dbus.Connect(e.BusAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.AddMatchSignal(dbus.WithMatchInterface(mgrIface), dbus.WithMatchMember("StateChanged")); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.AddMatchSignal(dbus.WithMatchInterface("org.freedesktop.DBus.Properties"), dbus.WithMatchMember("PropertiesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan *dbus.Signal, 100)
+	conn.Signal(sigs)
+
+	const name = "sig-1.a"
+	wantPath := dbus.ObjectPath(ctPathPfx + "sig_2d1_2ea")
+	e.OK(t, rootUser, "create", name)
+	e.OK(t, rootUser, "set", name, "command", "true")
+	e.OK(t, rootUser, "start", name)
+	e.WaitState(t, rootUser, name, "dead")
+	e.OK(t, rootUser, "destroy", name)
+
+	var states []string
+	propsChanged := 0
+	timeout := time.After(5 * time.Second)
+	for done := false; !done; {
+		select {
+		case s := <-sigs:
+			switch s.Name {
+			case mgrIface + ".StateChanged":
+				if len(s.Body) != 3 {
+					t.Errorf("StateChanged body %v", s.Body)
+					continue
+				}
+				n, _ := s.Body[0].(string)
+				st, _ := s.Body[1].(string)
+				p, _ := s.Body[2].(dbus.ObjectPath)
+				if n != name {
+					continue
+				}
+				if p != wantPath {
+					t.Errorf("StateChanged path = %s, want %s", p, wantPath)
+				}
+				states = append(states, st)
+				if st != "stopped" && st != "running" && st != "dead" && st != "starting" && st != "stopping" {
+					done = true // destroyed (whatever it is called)
+				}
+			case "org.freedesktop.DBus.Properties.PropertiesChanged":
+				if s.Path == wantPath {
+					propsChanged++
+				}
+			}
+		case <-timeout:
+			done = true
+		}
+	}
+	t.Logf("StateChanged for %s: %v; PropertiesChanged on %s: %d", name, states, wantPath, propsChanged)
+	// At least: stopped (create), running, dead, and the destruction.
+	seen := map[string]bool{}
+	for _, s := range states {
+		seen[s] = true
+	}
+	for _, s := range []string{"running", "dead"} {
+		if !seen[s] {
+			t.Errorf("no StateChanged to %q for %s (got %v)", s, name, states)
+		}
+	}
+	if len(states) < 3 {
+		t.Errorf("StateChanged for %s: %v, want create/start/death/destroy", name, states)
+	}
+	if propsChanged == 0 {
+		t.Errorf("no PropertiesChanged on %s", wantPath)
+	}
+}
