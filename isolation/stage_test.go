@@ -583,6 +583,9 @@ func TestInit(t *testing.T) {
 	// A signal that reaches a namespace's init before it has handlers is
 	// dropped: wait until porto-init catches SIGTERM.
 	waitCaught(t, pid, unix.SIGTERM)
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); string(comm) != "porto-init\n" {
+		t.Errorf("pid 1 is called %q", comm)
+	}
 	unix.Kill(pid, unix.SIGTERM)
 	ws = wait(t, pid)
 	if !ws.Exited() || ws.ExitStatus() != 0 {

@@ -28,6 +28,9 @@ func main() {
 		usage()
 	}
 
+	// Executed by fd, our comm is the fd number: name ourselves.
+	name := []byte("porto-init\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	// Orphans of our subtree come to us even when we are not pid 1.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	sigs := make(chan os.Signal, 16)
