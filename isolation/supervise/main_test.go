@@ -41,8 +41,11 @@ func standInLaunch(self string, spec isolation.LaunchSpec, files []*os.File) (in
 	if len(files) < 4 {
 		return 0, fmt.Errorf("stand-in launch: %d files", len(files))
 	}
-	if spec.JoinPid < 0 {
+	switch spec.JoinPid {
+	case -1:
 		return 0, &os.SyscallError{Syscall: "setns", Err: syscall.EINVAL}
+	case -3:
+		time.Sleep(time.Second) // a slow launch
 	}
 	p, err := os.StartProcess("/bin/sh",
 		[]string{"sh", "-c", `IFS= read -r c <&3; exec 3<&-; eval "$c"`},
@@ -86,11 +89,13 @@ func testMaster(args []string) int {
 	stop := fs.Duration("stop-timeout", stopTimeout, "")
 	orphan := fs.Duration("orphan-timeout", orphanTimeout, "")
 	ignoreTerm := fs.Bool("worker-ignore-term", false, "")
+	self := fs.String("self", "", "")
+	upgrade := fs.Duration("upgrade-timeout", upgradeTimeout, "")
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
 	restartMin = 50 * time.Millisecond
-	stopTimeout, orphanTimeout = *stop, *orphan
+	stopTimeout, orphanTimeout, upgradeTimeout = *stop, *orphan, *upgrade
 	if *orphan < scanInterval {
 		scanInterval = *orphan / 2
 	}
@@ -99,6 +104,7 @@ func testMaster(args []string) int {
 		wargs = append(wargs, "--ignore-term")
 	}
 	err = RunMaster(MasterOptions{
+		Self:       *self,
 		WorkerArgs: wargs,
 		Args:       append([]string{"__master"}, rest...),
 		Takeover:   takeover,

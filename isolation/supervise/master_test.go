@@ -548,3 +548,98 @@ func TestMasterKillsWorkerWithoutSocket(t *testing.T) {
 	w2.ack(t, pid)
 	waitState(t, pid, "")
 }
+
+// waitReexec waits until the master's command line shows the n-th
+// takeover (each re-exec appends one --takeover and strips the previous).
+func (h *harness) waitReexec(t *testing.T, old string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(h.cmd.Process.Pid) + "/cmdline")
+		if s := string(b); strings.Contains(s, "--"+TakeoverFlag+"=") && s != old {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("master did not re-execute; cmdline %q\n%s", b, h.logText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A failed re-exec leaves the master serving; a later one succeeds.
+func TestMasterUpgradeExecFails(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "portod")
+	if err := os.Symlink(os.Args[0], self); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, "--self", self)
+	w := h.worker()
+	os.Remove(self)
+	syscall.Kill(h.cmd.Process.Pid, syscall.SIGHUP)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(h.logText(), "upgrade failed") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed upgrade logged:\n%s", h.logText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pid := w.spawn(t, "exit 3")
+	if e := w.exit(t, pid); e.Status != 3<<8 {
+		t.Errorf("status %#x", e.Status)
+	}
+	if err := os.Symlink(os.Args[0], self); err != nil {
+		t.Fatal(err)
+	}
+	syscall.Kill(h.cmd.Process.Pid, syscall.SIGHUP)
+	h.waitReexec(t, "")
+	if e := w.exit(t, pid); e.Status != 3<<8 { // re-reported
+		t.Errorf("status %#x", e.Status)
+	}
+	w.ack(t, pid)
+	waitState(t, pid, "")
+}
+
+// Spawns in flight at SIGHUP: waited for (their reply comes, from the new
+// master), or, past the timeout, answered with an error: never a hang.
+func TestMasterUpgradeSpawnInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr bool
+	}{
+		{"waited", nil, false},
+		{"timeout", []string{"--upgrade-timeout=100ms"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.args...)
+			w := h.worker()
+			res := make(chan ctlMsg, 1)
+			go func() { res <- w.spawnMsg(t, "exit 0", -3) }()
+			time.Sleep(200 * time.Millisecond) // the launch is under way
+			syscall.Kill(h.cmd.Process.Pid, syscall.SIGHUP)
+			var m ctlMsg
+			select {
+			case m = <-res:
+			case <-time.After(15 * time.Second):
+				t.Fatal("spawn in flight at the upgrade never returned")
+			}
+			h.waitReexec(t, "")
+			if tc.wantErr {
+				if m.Err == "" || !strings.Contains(m.Err, "upgraded") {
+					t.Errorf("spawn past the timeout: %+v, want an upgrade error", m)
+				}
+			} else {
+				if m.Err != "" {
+					t.Fatalf("spawn: %s", m.Err)
+				}
+				w.exit(t, m.Pid)
+				w.ack(t, m.Pid)
+			}
+			// Still served.
+			pid := w.spawn(t, "exit 0")
+			w.exit(t, pid)
+			w.ack(t, pid)
+		})
+	}
+}
