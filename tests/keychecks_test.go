@@ -346,6 +346,25 @@ func TestKeyChecks(t *testing.T) {
 		procGone(t, pp, "sleep 1000")
 		procGone(t, pc, "sleep 1000")
 
+		// Stopping (or destroying) a running parent whose child is paused
+		// thaws and kills the child at once.
+		for _, op := range []string{"stop", "destroy"} {
+			e.OK(t, root, "run", "q", "command=sleep 1000")
+			e.OK(t, root, "run", "q/c", "command=sleep 1000")
+			pq := rootPid(t, e, root, "q/c")
+			e.OK(t, root, "pause", "q/c")
+			start = time.Now()
+			e.OK(t, root, op, "q")
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s of q with a paused child took %v", op, d)
+			}
+			procGone(t, pq, "sleep 1000")
+			if op == "stop" {
+				e.Expect(t, root, "stopped", "get", "q/c", "state")
+				e.OK(t, root, "destroy", "q")
+			}
+		}
+
 		e.OK(t, root, "run", "f", "command=sleep 1000")
 		pf := rootPid(t, e, root, "f")
 		st := filepath.Join(e.cgroupDir("freezer", "f"), "freezer.state")
