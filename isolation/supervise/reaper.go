@@ -88,25 +88,60 @@ func reap(pid int) (bool, error) {
 }
 
 // listChildren returns the pids of every child of this process, zombies
-// included, from /proc/self/task/*/children.
+// included, from /proc/self/task/*/children, or, on kernels without
+// CONFIG_PROC_CHILDREN, from the ppid field of every /proc/<pid>/stat.
 func listChildren() ([]int, error) {
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return nil, err
 	}
 	var pids []int
+	read := 0
 	for _, t := range tasks {
 		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
-				continue // the thread is gone
+				continue // the thread is gone (or the file does not exist)
 			}
 			return pids, err
 		}
+		read++
 		for _, f := range strings.Fields(string(b)) {
 			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
 				pids = append(pids, pid)
 			}
+		}
+	}
+	if read == 0 {
+		return childrenFromStat(os.Getpid())
+	}
+	return pids, nil
+}
+
+// childrenFromStat finds the children of parent by scanning /proc.
+func childrenFromStat(parent int) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(parent) {
+			pids = append(pids, pid)
 		}
 	}
 	return pids, nil

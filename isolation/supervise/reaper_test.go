@@ -73,6 +73,10 @@ func TestListChildrenSeesZombies(t *testing.T) {
 	if !slices.Contains(kids, a) || !slices.Contains(kids, b) {
 		t.Fatalf("children %v, want %d (zombie) and %d", kids, a, b)
 	}
+	kids, err = childrenFromStat(os.Getpid())
+	if err != nil || !slices.Contains(kids, a) || !slices.Contains(kids, b) {
+		t.Fatalf("children from stat %v (%v), want %d (zombie) and %d", kids, err, a, b)
+	}
 }
 
 // onlyPids restricts a tracker to some children of the test process, so
