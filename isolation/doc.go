@@ -56,7 +56,12 @@
 // # Joining namespaces
 //
 // A LaunchSpec with JoinPid forks the stage from a dedicated locked
-// thread (never the main thread) that first enters the listed namespaces
-// of that pid; the thread is discarded afterwards. Container processes
-// created this way land in a running container's pid and mount namespaces.
+// thread (never the main thread) that first enters the listed ipc, uts,
+// net and pid namespaces of that pid; the thread is discarded afterwards.
+// The stage enters the mount namespace itself, right after joining
+// CgroupProcs (an fd passed by Launch), so every other path in Config is
+// resolved inside it. Container processes created this way land in a
+// running container's namespaces; a pid namespace cannot be both joined
+// and nested (CLONE_NEWPID), but a joined mount namespace can be copied
+// (CLONE_NEWNS, as for an isolated child sharing its parent's root).
 package isolation

@@ -18,6 +18,10 @@ import (
 // StageArg.
 const StageArg = "__isolate"
 
+// mntnsArg, followed by an fd number, tells the stage to enter the mount
+// namespace open at that fd.
+const mntnsArg = "mntns="
+
 // CloneFlags returns the clone flags for cfg's new namespaces and records
 // in cfg whether the stage gets a new mount namespace (cfg.NewMountNS):
 //
@@ -45,7 +49,7 @@ func CloneFlags(cfg *Config) uintptr {
 
 func hasRoot(cfg *Config) bool { return cfg.Root != "" && cfg.Root != "/" }
 
-// joinOrder is the order Launch enters namespaces in; mnt comes last
+// joinOrder is the order namespaces are entered in; mnt comes last
 // because it changes what paths mean.
 var joinOrder = []string{"ipc", "uts", "net", "pid", "mnt"}
 
@@ -58,11 +62,15 @@ var joinOrder = []string{"ipc", "uts", "net", "pid", "mnt"}
 //
 // With spec.JoinPid > 0, the stage is forked from a dedicated, locked OS
 // thread that first enters the namespaces spec.JoinNS of that pid (in the
-// order ipc, uts, net, pid, mnt); the thread is thrown away afterwards
-// (never the main thread: its namespaces stand for the whole process).
-// When "mnt" is joined, self is executed through an fd opened beforehand
-// ("/proc/self/fd/N" resolved by the child in the joined namespaces), so
-// the target's mount namespace needs a /proc.
+// order ipc, uts, net, pid); the thread is thrown away afterwards (never
+// the main thread: its namespaces stand for the whole process). The mount
+// namespace ("mnt") is entered by the stage itself, first thing after it
+// has the config, through an fd Launch passes it (appended after files, its
+// number given as "mntns=N" after StageArg); so self is always executed
+// from the host's filesystem, and with CLONE_NEWNS the stage then makes
+// itself a private copy of the joined mount namespace. Joining "pid"
+// cannot be combined with CLONE_NEWPID: the kernel nests a new pid
+// namespace only in the creator's active one, which setns does not change.
 func Launch(self string, spec LaunchSpec, files []*os.File) (pid int, err error) {
 	if spec.JoinPid < 0 {
 		return 0, fmt.Errorf("launch: bad join pid %d", spec.JoinPid)
@@ -108,11 +116,16 @@ func launchJoined(self string, spec LaunchSpec, files []*os.File) (int, error) {
 			return 0, fmt.Errorf("join namespace %q: unknown kind", ns)
 		}
 	}
+	if slices.Contains(spec.JoinNS, "pid") && spec.Cloneflags&unix.CLONE_NEWPID != 0 {
+		// The kernel creates a new pid namespace only as a child of the
+		// creator's own (active) one, which setns does not change.
+		return 0, errors.New("launch: cannot join a pid namespace and create a nested one")
+	}
 	nsTypes := map[string]int{
 		"ipc": unix.CLONE_NEWIPC, "uts": unix.CLONE_NEWUTS, "net": unix.CLONE_NEWNET,
 		"pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS,
 	}
-	// Open everything first, while paths still mean the host's.
+	// Open everything first.
 	var nsFiles []*os.File
 	defer func() {
 		for _, f := range nsFiles {
@@ -120,6 +133,7 @@ func launchJoined(self string, spec LaunchSpec, files []*os.File) (int, error) {
 		}
 	}()
 	var kinds []string
+	var extraArgs []string
 	for _, ns := range joinOrder {
 		if !slices.Contains(spec.JoinNS, ns) {
 			continue
@@ -129,33 +143,28 @@ func launchJoined(self string, spec LaunchSpec, files []*os.File) (int, error) {
 			return 0, fmt.Errorf("join namespaces of %d: %w", spec.JoinPid, err)
 		}
 		nsFiles = append(nsFiles, f)
+		if ns == "mnt" {
+			// The stage enters the mount namespace itself, so that self is
+			// still executed from the host's filesystem.
+			files = append(slices.Clip(files), f)
+			extraArgs = append(extraArgs, mntnsArg+strconv.Itoa(len(files)-1))
+			continue
+		}
 		kinds = append(kinds, ns)
 	}
-	if slices.Contains(kinds, "mnt") {
-		exe, err := os.Open(self)
-		if err != nil {
-			return 0, fmt.Errorf("open %s: %w", self, err)
-		}
-		defer exe.Close()
-		files = append(slices.Clip(files), exe)
-		self = "/proc/self/fd/" + strconv.Itoa(len(files)-1)
-	}
-	if err := unix.Unshare(unix.CLONE_FS); err != nil {
-		return 0, fmt.Errorf("unshare(CLONE_FS): %w", err)
-	}
-	for i, f := range nsFiles {
-		if err := unix.Setns(int(f.Fd()), nsTypes[kinds[i]]); err != nil {
-			return 0, fmt.Errorf("setns(%s of %d): %w", kinds[i], spec.JoinPid, err)
+	for i, kind := range kinds {
+		if err := unix.Setns(int(nsFiles[i].Fd()), nsTypes[kind]); err != nil {
+			return 0, fmt.Errorf("setns(%s of %d): %w", kind, spec.JoinPid, err)
 		}
 	}
-	return start(self, spec, files)
+	return start(self, spec, files, extraArgs...)
 }
 
-func start(self string, spec LaunchSpec, files []*os.File) (int, error) {
+func start(self string, spec LaunchSpec, files []*os.File, extraArgs ...string) (int, error) {
 	if len(files) < 4 {
 		return 0, errors.New("launch: need stdin, stdout, stderr and the sync socket")
 	}
-	p, err := os.StartProcess(self, []string{self, StageArg}, &os.ProcAttr{
+	p, err := os.StartProcess(self, append([]string{self, StageArg}, extraArgs...), &os.ProcAttr{
 		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags: spec.Cloneflags,

@@ -128,6 +128,16 @@ func openSources(cfg *Config) ([]source, *StartError) {
 }
 
 func setupRoot(cfg *Config, srcs []source) *StartError {
+	// A non-root container's user must be able to enter its root.
+	se := asUser(cfg, func() *StartError {
+		if err := unix.Faccessat2(unix.AT_FDCWD, cfg.Root, unix.X_OK, unix.AT_EACCESS); err != nil {
+			return NewStartError("root("+cfg.Root+")", err)
+		}
+		return nil
+	})
+	if se != nil {
+		return se
+	}
 	// The new root must be a mount point for pivot_root.
 	if err := unix.Mount(cfg.Root, cfg.Root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return NewStartError("bind(root "+cfg.Root+")", err)

@@ -42,7 +42,7 @@ func RunStage() {
 		}
 		fail(sync, NewStartError("read config", err))
 	}
-	fail(sync, runSetup(cfg))
+	fail(sync, runSetup(cfg, os.Args[2:]))
 }
 
 func fail(sync *os.File, se *StartError) {
@@ -50,20 +50,27 @@ func fail(sync *os.File, se *StartError) {
 	os.Exit(stageExitFailure)
 }
 
-func runSetup(cfg *Config) (se *StartError) {
+func runSetup(cfg *Config, args []string) (se *StartError) {
 	defer func() {
 		if r := recover(); r != nil {
 			se = stageError(unix.EINVAL, "isolation stage", fmt.Sprintf("Internal error: %v", r))
 		}
 	}()
-	return setup(cfg)
+	return setup(cfg, args)
 }
 
 // setup returns only on failure.
-func setup(cfg *Config) *StartError {
+func setup(cfg *Config, args []string) *StartError {
 	for _, p := range cfg.CgroupProcs {
 		if err := writeFile(p, "0"); err != nil {
 			return NewStartError("attach to cgroup "+p, err)
+		}
+	}
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, mntnsArg); ok {
+			if se := joinMountNS(v, cfg.NewMountNS); se != nil {
+				return se
+			}
 		}
 	}
 	if se := setupMounts(cfg); se != nil {
@@ -100,6 +107,30 @@ func setup(cfg *Config) *StartError {
 		return execInit(cfg)
 	}
 	return execvpe(cfg.Argv, cfg.Env)
+}
+
+// joinMountNS moves this thread (the one that will exec) into the mount
+// namespace open at fd, and into a private copy of it when the stage was
+// meant to have a new mount namespace.
+func joinMountNS(fd string, copyNS bool) *StartError {
+	n, err := strconv.Atoi(fd)
+	if err != nil || n < 3 {
+		return stageError(unix.EINVAL, "setns(mnt)", "Bad mount namespace fd "+strconv.Quote(fd))
+	}
+	defer unix.Close(n)
+	// setns(mnt) needs a thread that shares its fs_struct with no other.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return NewStartError("unshare(CLONE_FS)", err)
+	}
+	if err := unix.Setns(n, unix.CLONE_NEWNS); err != nil {
+		return NewStartError("setns(mnt)", err)
+	}
+	if copyNS {
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return NewStartError("unshare(CLONE_NEWNS)", err)
+		}
+	}
+	return nil
 }
 
 func writeFile(name, data string) error {

@@ -513,6 +513,29 @@ func TestJoin(t *testing.T) {
 	if !strings.Contains(string(b), "\nbin\n") || strings.Contains(string(b), "home\n") {
 		t.Errorf("joined process does not see the container's root: %q", b)
 	}
+
+	// Nesting a new pid namespace in a joined one is refused clearly.
+	nested := isolation.Config{Isolate: true}
+	_, err = isolation.Launch("/bin/true", isolation.LaunchSpec{Cloneflags: isolation.CloneFlags(&nested), JoinPid: pid, JoinNS: []string{"pid"}}, []*os.File{out, out, out, out})
+	if err == nil || !strings.Contains(err.Error(), "nested") {
+		t.Errorf("join pid + CLONE_NEWPID: %v", err)
+	}
+	// An isolated child that shares the running container's filesystem:
+	// its new mount namespace is a copy of the joined one.
+	out2, _ := os.Create(filepath.Join(dir, "out2"))
+	defer out2.Close()
+	cfg = isolation.Config{Argv: sh("echo $$; ls /"), Isolate: true, Hostname: "child", Env: []string{testPath}}
+	jpid, jparent = launch(t, cfg, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"mnt"}}, out2, out2)
+	err = isolation.WaitExec(jparent)
+	jparent.Close()
+	wait(t, jpid)
+	if err != nil {
+		t.Fatalf("nested isolated start: %v", err)
+	}
+	b, _ = os.ReadFile(out2.Name())
+	if !strings.HasPrefix(string(b), "1\n") || !strings.Contains(string(b), "\nbin\n") || strings.Contains(string(b), "home\n") {
+		t.Errorf("nested isolated child: %q", b)
+	}
 }
 
 // TestNothingLeftBehind: the stage is gone after exec (the command is the
