@@ -269,7 +269,7 @@ func TestHostname(t *testing.T) {
 func buildRoot(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := rootfs.Build(dir, "/bin/sh", "/bin/ls", "/bin/cat", "/bin/touch", "/bin/hostname", "/bin/sleep"); err != nil {
+	if err := rootfs.Build(dir, "/bin/sh", "/bin/ls", "/bin/cat", "/bin/touch", "/bin/hostname", "/bin/sleep", "/usr/bin/id"); err != nil {
 		t.Fatalf("rootfs.Build: %v", err)
 	}
 	return dir
@@ -715,5 +715,23 @@ func TestCgroupProcs(t *testing.T) {
 	se := startError(t, run(t, isolation.Config{Argv: []string{"true"}, CgroupProcs: []string{"/nonexistent/cgroup.procs"}}))
 	if se.Errno != int(unix.ENOENT) {
 		t.Errorf("missing cgroup: %v", se)
+	}
+}
+
+// TestRootAsUser: a non-root container in its own root.
+func TestRootAsUser(t *testing.T) {
+	requireRoot(t)
+	root := buildRoot(t)
+	cfg := isolation.Config{Argv: sh("id -u; ls /"), Root: root, Isolate: true, UID: 65534, GID: 65534, Groups: []int{65534}}
+	se := startError(t, run(t, cfg))
+	if se.Errno != int(unix.EACCES) || !strings.HasPrefix(se.Op, "root(") {
+		t.Errorf("nobody entered a root-only root: %v", se)
+	}
+	for d := root; d != "/tmp"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755)
+	}
+	got := mustRun(t, cfg)
+	if !strings.HasPrefix(got, "65534\n") || !strings.Contains(got, "\nproc\n") {
+		t.Errorf("nobody in the root: %q", got)
 	}
 }
