@@ -70,7 +70,8 @@ func setupMounts(cfg *Config) *StartError {
 				return se
 			}
 		}
-		if se := mountBinds(rootfd, srcs); se != nil {
+		// On the host's own tree nothing is created: targets must exist.
+		if se := mountBinds(rootfd, srcs, false); se != nil {
 			return se
 		}
 		if cfg.RootReadonly {
@@ -128,9 +129,14 @@ func openSources(cfg *Config) ([]source, *StartError) {
 }
 
 func setupRoot(cfg *Config, srcs []source) *StartError {
-	// A non-root container's user must be able to enter its root.
+	// A non-root container's user must be able to use its root: read and
+	// enter it, and write it unless it is to be read-only.
+	mode := uint32(unix.R_OK | unix.X_OK)
+	if !cfg.RootReadonly {
+		mode |= unix.W_OK
+	}
 	se := asUser(cfg, func() *StartError {
-		if err := unix.Faccessat2(unix.AT_FDCWD, cfg.Root, unix.X_OK, unix.AT_EACCESS); err != nil {
+		if err := unix.Faccessat2(unix.AT_FDCWD, cfg.Root, mode, unix.AT_EACCESS); err != nil {
 			return NewStartError("root("+cfg.Root+")", err)
 		}
 		return nil
@@ -162,7 +168,7 @@ func setupRoot(cfg *Config, srcs []source) *StartError {
 			return se
 		}
 	}
-	if se := mountBinds(rootfd, srcs); se != nil {
+	if se := mountBinds(rootfd, srcs, true); se != nil {
 		return se
 	}
 	if cfg.RootReadonly {
@@ -208,16 +214,16 @@ const maxSymlinks = 40
 // mkdirAllIn makes every directory of p inside the tree of rootfd and
 // returns an O_PATH fd of the last one.
 func mkdirAllIn(rootfd int, p string) (int, error) {
-	return targetIn(rootfd, p, true)
+	return targetIn(rootfd, p, true, true)
 }
 
 // targetIn opens the mount point p inside the tree of rootfd, creating
-// what is missing: directories, and the last component as a directory
-// (dir) or an empty file. Symlinks are followed by hand, each relative to
+// what is missing when create is set: directories, and the last component
+// as a directory (dir) or an empty file. Symlinks are followed by hand, each relative to
 // the root, so a dangling one (say /etc/resolv.conf -> ../run/x) gets its
 // target created inside the root; every open is also confined by
 // RESOLVE_IN_ROOT, so nothing (a race included) can lead outside it.
-func targetIn(rootfd int, p string, dir bool) (int, error) {
+func targetIn(rootfd int, p string, dir, create bool) (int, error) {
 	queue := splitPath(p)
 	cur := "/" // resolved so far: a path inside the root without symlinks
 	links := 0
@@ -231,7 +237,7 @@ func targetIn(rootfd int, p string, dir bool) (int, error) {
 		}
 		next := path.Join(cur, c)
 		fd, err := openIn(rootfd, next, unix.O_PATH|unix.O_NOFOLLOW)
-		if errors.Is(err, unix.ENOENT) {
+		if errors.Is(err, unix.ENOENT) && create {
 			if err := createIn(rootfd, cur, c, dir || !last); err != nil {
 				return -1, err
 			}
@@ -442,11 +448,11 @@ func mountOS(rootfd int) *StartError {
 }
 
 // mountBinds attaches a clone of every source onto its target, resolved
-// inside the tree of rootfd.
-func mountBinds(rootfd int, srcs []source) *StartError {
+// inside the tree of rootfd (and created there when create is set).
+func mountBinds(rootfd int, srcs []source, create bool) *StartError {
 	for _, s := range srcs {
 		op := "bind(" + s.bind.Source + " " + s.bind.Target + ")"
-		tfd, err := targetIn(rootfd, s.bind.Target, s.isDir)
+		tfd, err := targetIn(rootfd, s.bind.Target, s.isDir, create)
 		if err != nil {
 			return NewStartError(op, err)
 		}

@@ -369,6 +369,14 @@ func TestBinds(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(target, "hello")); err == nil {
 		t.Error("bind without root leaked to the host")
 	}
+	// Without a root nothing is created on the host's tree.
+	cfg = isolation.Config{Argv: []string{"true"}, Binds: []isolation.Bind{{Source: src, Target: filepath.Join(target, "new")}}}
+	if se := startError(t, run(t, cfg)); se.Errno != int(unix.ENOENT) {
+		t.Errorf("bind to a missing host path: %v", se)
+	}
+	if _, err := os.Stat(filepath.Join(target, "new")); err == nil {
+		t.Error("bind without root created its target on the host")
+	}
 	// A missing source is an error naming it.
 	cfg = isolation.Config{Argv: []string{"true"}, Root: root, Binds: []isolation.Bind{{Source: "/nonexistent/src", Target: "/b"}}}
 	se := startError(t, run(t, cfg))
@@ -730,6 +738,11 @@ func TestRootAsUser(t *testing.T) {
 	for d := root; d != "/tmp"; d = filepath.Dir(d) {
 		os.Chmod(d, 0o755)
 	}
+	// Writable by the user unless read-only.
+	if se := startError(t, run(t, cfg)); se.Errno != int(unix.EACCES) {
+		t.Errorf("nobody got a root it cannot write: %v", se)
+	}
+	cfg.RootReadonly = true
 	got := mustRun(t, cfg)
 	if !strings.HasPrefix(got, "65534\n") || !strings.Contains(got, "\nproc\n") {
 		t.Errorf("nobody in the root: %q", got)
