@@ -1,6 +1,7 @@
 package supervise
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -373,7 +374,11 @@ func (m *master) handle(ev event) {
 		}
 	case evDown:
 		if w := m.current(ev.gen); w != nil && w.up {
-			m.log.Warn("supervisor: worker socket closed", "pid", w.pid, "err", ev.err)
+			lvl := slog.LevelWarn
+			if m.stopping {
+				lvl = slog.LevelInfo
+			}
+			m.log.Log(context.Background(), lvl, "supervisor: worker socket closed", "pid", w.pid, "err", ev.err)
 			m.disconnect(w)
 		}
 	case evPaused:
@@ -496,7 +501,11 @@ func (m *master) workerDied(status int, zombie bool) {
 		if _, err := reap(w.pid); err != nil {
 			m.log.Warn("supervisor: reap worker", "pid", w.pid, "err", err)
 		}
-		m.log.Warn("supervisor: worker exited", "pid", w.pid, "status", describeStatus(status))
+		lvl := slog.LevelWarn
+		if m.stopping {
+			lvl = slog.LevelInfo
+		}
+		m.log.Log(context.Background(), lvl, "supervisor: worker exited", "pid", w.pid, "status", describeStatus(status))
 	} else {
 		m.log.Warn("supervisor: worker is not our child any more", "pid", w.pid)
 	}
