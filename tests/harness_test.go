@@ -450,13 +450,14 @@ func (e *Env) Close() {
 			t.Logf("note: new mount on the host during the test (not ours?): %s", m)
 		}
 	}
-	if t.Failed() || os.Getenv("PORTO_TEST_KEEP") != "" {
-		t.Logf("test files kept in %s\n%s", e.Dir, e.LogTail())
+	if t.Failed() {
+		t.Logf("%s", e.LogTail())
+	}
+	if os.Getenv("PORTO_TEST_KEEP") != "" || leakedMounts {
+		t.Logf("test files kept in %s", e.Dir)
 		return
 	}
-	if !leakedMounts {
-		os.RemoveAll(e.Dir)
-	}
+	os.RemoveAll(e.Dir)
 }
 
 // --- running things --------------------------------------------------------
