@@ -2,6 +2,7 @@
 // "make install":
 //
 //   - porto.service: the systemd unit (Type=dbus, KillMode=process);
+//   - porto.socket: socket activation of the Varlink endpoint;
 //   - org.porto.Manager.service: D-Bus system bus activation;
 //   - org.porto.Manager.conf: the D-Bus policy (root owns the name, everyone
 //     may call the methods, Properties.Set is not exposed);

@@ -259,3 +259,27 @@ func TestExampleConfig(t *testing.T) {
 		t.Errorf("unknown key: err = %v, want an error naming it", err)
 	}
 }
+
+// porto.socket listens where portod's default configuration expects the
+// Varlink socket, under the name varlinkapi looks for.
+func TestSocketUnit(t *testing.T) {
+	f := readKeyFile(t, "porto.socket")
+	s := f["Socket"]
+	if s == nil {
+		t.Fatal("no [Socket] section")
+	}
+	want := map[string]string{
+		"ListenStream":       service.DefaultConfig().VarlinkSocket,
+		"FileDescriptorName": "varlink",
+		"Service":            "porto.service",
+		"SocketMode":         "0666",
+	}
+	for k, v := range want {
+		if got := s[k]; !slices.Equal(got, []string{v}) {
+			t.Errorf("%s = %v, want %s", k, got, v)
+		}
+	}
+	if also := readKeyFile(t, "porto.service")["Install"]["Also"]; !slices.Contains(also, "porto.socket") {
+		t.Errorf("porto.service [Install] Also = %v, want porto.socket", also)
+	}
+}
