@@ -31,6 +31,7 @@ var (
 	_ cgroups = Driver(nil)
 	_ Driver  = (*V1)(nil)
 	_ Driver  = (*V2)(nil)
+	_ Driver  = (*Systemd)(nil)
 )
 
 func TestEscape(t *testing.T) {
@@ -213,5 +214,30 @@ func TestOptions(t *testing.T) {
 	o := Options{}
 	if err := o.fill(); err != nil || o.MountRoot != "/sys/fs/cgroup" || o.Root != "porto" || o.Log == nil || o.BlockRoot != "/sys/block" {
 		t.Errorf("defaults: %+v %v", o, err)
+	}
+}
+
+func TestSystemdNames(t *testing.T) {
+	s := &Systemd{slice: "porto.slice"}
+	for in, want := range map[string]string{
+		"a":     "porto-a.scope",
+		"web-1": `porto-web\x2d1.scope`,
+		"x@y.z": `porto-x\x40y.z.scope`,
+	} {
+		if got := s.ScopeName(in); got != want {
+			t.Errorf("ScopeName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"":        "porto.slice",
+		"a":       "porto.slice/porto-a.scope",
+		"a/b.c/d": "porto.slice/porto-a.scope/b%2ec/d",
+	} {
+		if got := s.rel(in); got != want {
+			t.Errorf("rel(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if _, err := NewSystemd(SystemdOptions{Options: Options{Root: "a-b"}}); err == nil {
+		t.Error("Root with '-' accepted")
 	}
 }

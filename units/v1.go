@@ -55,6 +55,33 @@ func NewV1(opts Options) (*V1, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
+	v, err := discoverV1(opts)
+	if err != nil {
+		return nil, err
+	}
+	var made []string
+	for _, h := range v.hiers {
+		created, err := claimRoot(h.root)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			made = append(made, h.root)
+		}
+		if h.has("cpuset") {
+			if err := copyCpuset(h.mount, h.root, created); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(made) > 0 {
+		v.log.Info("created porto's cgroups", "paths", made)
+	}
+	return v, nil
+}
+
+// discoverV1 finds the mounted hierarchies; it creates nothing.
+func discoverV1(opts Options) (*V1, error) {
 	v := &V1{opts: opts, log: opts.Log, by: make(map[string]*hierarchy), freezeTimeout: freezeTimeout}
 	byMount := make(map[string]*hierarchy)
 	for _, c := range v1Controllers {
@@ -83,24 +110,6 @@ func NewV1(opts Options) (*V1, error) {
 	}
 	if len(missing) > 0 {
 		return nil, api.Errorf(api.NotSupported, "cgroup v1 hierarchies not mounted under %s: %s", opts.MountRoot, strings.Join(missing, ", "))
-	}
-	var made []string
-	for _, h := range v.hiers {
-		created, err := claimRoot(h.root)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			made = append(made, h.root)
-		}
-		if h.has("cpuset") {
-			if err := copyCpuset(h.mount, h.root, created); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if len(made) > 0 {
-		v.log.Info("created porto's cgroups", "paths", made)
 	}
 	return v, nil
 }
