@@ -30,6 +30,26 @@
 // missing, in the mount root's cgroup.subtree_control: that write is the
 // only one outside porto's subtree.
 //
+// Systemd (NewSystemd, cgroup v1 only): each first-level container "a" is
+// a transient scope porto-<a escaped as systemd-escape>.scope in
+// <Root>.slice, started by StartTransientUnit (PIDs = the container's
+// first attached process, Delegate=yes) when that process is attached;
+// porto waits for the job with a timeout (ResourceNotAvailable if it fails
+// or never reports), resets a failed scope and retries once on UnitExists,
+// and redials the bus once when the connection was lost. Nested containers
+// are porto's own sub-cgroups inside the scope. In the hierarchies systemd
+// does not delegate on v1 (freezer, cpuacct, cpuset) porto creates its own
+// marked cgroups at the scope's path. porto never writes an attribute of a
+// cgroup systemd created: a first-level container's limits are unit
+// properties (MemoryLimit, CPUQuotaPerSecUSec, CPUShares, TasksMax,
+// BlockIO*Bandwidth via /dev/block/M:m); devices, cpu_policy idle/rt and
+// memory_guarantee are NotSupported there. A nested container created, or
+// limited, before its first-level scope exists (a meta parent without
+// processes) gets its delegated cgroups and limits when the scope starts.
+// Known gap: systemd removes a scope's cgroups as soon as it is empty, so
+// the counters of a dead first-level container (memory.oom_control's
+// oom_kill among them) may be gone before they are read.
+//
 // # Limits
 //
 // Apply writes every field of Limits (zero resets to the kernel default),
@@ -61,6 +81,16 @@
 // measured in behaviour, and that nothing is left behind. Attach to 8
 // hierarchies costs about 0.2 ms back to back; the first write after an
 // idle spell pays the kernel's RCU grace period (median about 8 ms here).
+//
+// The systemd driver is tested against real systemd 252, dbus and polkit in
+// the sandbox of docs/sandbox.md (PORTO_SYSTEMD_TESTS=1): scope with
+// Delegate=yes in the slice, the first process in every hierarchy at the
+// scope's path, limits set at start and changed through
+// SetUnitProperties and read back from the kernel, pending limits of a
+// nested container, freeze, kill, removal and reuse of the scope name.
+// Starting a scope with its first process takes a median of 3.4 ms there.
+// Its failure paths (UnitExists, failed job, job timeout, lost bus) are
+// tested against a fake systemd only (systemd_test.go).
 //
 // V2 has been proven on a real cgroup v2 host: NOTHING. Its code has run
 // only against a directory tree seeded with v2's file names and formats

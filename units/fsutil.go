@@ -139,11 +139,18 @@ func rmdirRetry(dir string, deadline time.Time) error {
 	}
 }
 
+// fakeMkdirHook, set only by unit tests, populates a directory made in a
+// fake tree with the files the kernel would create.
+var fakeMkdirHook func(dir string)
+
 // mkdir creates dir; created reports whether it did not exist before.
 func mkdir(dir string) (created bool, err error) {
 	err = unix.Mkdir(dir, 0o755)
 	switch err {
 	case nil:
+		if fakeMkdirHook != nil {
+			fakeMkdirHook(dir)
+		}
 		return true, nil
 	case unix.EEXIST:
 		return false, nil

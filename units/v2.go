@@ -82,23 +82,12 @@ func NewV2(opts Options) (*V2, error) {
 		return nil, err
 	}
 	if created {
-		v.mkdirHook(v.root)
 		v.log.Info("created porto cgroup root", "path", v.root)
 	}
 	if err := v.enable(v.root, false); err != nil {
 		return nil, err
 	}
 	return v, nil
-}
-
-// fakeMkdirHook, set only by unit tests, populates a directory made in a
-// fake tree with the files the kernel would create.
-var fakeMkdirHook func(dir string)
-
-func (v *V2) mkdirHook(dir string) {
-	if fakeMkdirHook != nil {
-		fakeMkdirHook(dir)
-	}
 }
 
 // enable writes the controllers of v.ctrls missing from dir's
@@ -164,24 +153,18 @@ func (v *V2) Create(name string) error {
 		}
 		return fmt.Errorf("create cgroup of %q: %w", n, err)
 	}
-	if created {
-		v.mkdirHook(d)
-	}
 	if err := v.enable(d, false); err != nil {
 		if created {
 			unix.Rmdir(d)
 		}
 		return fmt.Errorf("create cgroup of %q: %w", n, err)
 	}
-	leafCreated, err := mkdir(d + "/" + leafName)
+	_, err = mkdir(d + "/" + leafName)
 	if err != nil {
 		if created {
 			unix.Rmdir(d)
 		}
 		return fmt.Errorf("create cgroup of %q: %w", n, err)
-	}
-	if leafCreated {
-		v.mkdirHook(d + "/" + leafName)
 	}
 	if created {
 		v.reg.setApplied(n, &Limits{})
