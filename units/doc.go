@@ -92,16 +92,27 @@
 // Its failure paths (UnitExists, failed job, job timeout, lost bus) are
 // tested against a fake systemd only (systemd_test.go).
 //
-// V2 has been proven on a real cgroup v2 host: NOTHING. Its code has run
-// only against a directory tree seeded with v2's file names and formats
-// (v2_test.go), where the tests play the kernel's part. That proves the
-// paths, file names, value formats, parsing, the order of writes and the
-// error classification; it does not prove the kernel's behaviour: that
-// subtree_control writes succeed in that order, that the .self leaf
-// satisfies the no-internal-process rule in every case, that
-// cgroup.events reports frozen as expected, cgroup.kill, memory.peak, the
-// io.max syntax on a real disk, or the cpu_policy scheduling calls inside
-// v2's cpu controller (SCHED_RR in a non-root v2 cgroup may be refused).
+// V2 has been proven on a real cgroup v2 host with its controllers:
+// NOTHING. Two kinds of evidence exist:
+//   - On the real cgroup2 these hosts mount at /sys/fs/cgroup/unified,
+//     which has no cpu, memory, pids or io controller (they are bound to
+//     v1), TestV2RealUnified runs what is cgroup core on v2: the .self
+//     leaf layout, Attach, recursive Procs, cgroup.freeze with
+//     cgroup.events, Thaw, Kill by freeze/signal/thaw and by cgroup.kill
+//     (a paused container and a daemonized grandchild included),
+//     cpu.stat's usage_usec, and removal.
+//   - Everything else runs only against a directory tree seeded with v2's
+//     file names and formats (v2_test.go), where the tests play the
+//     kernel's part. That proves paths, file names, value formats,
+//     parsing, the order of writes and the error classification; it does
+//     not prove the kernel's behaviour with controllers: enabling
+//     +cpu +memory +pids +io in subtree_control, the no-internal-process
+//     rule with a container that has both processes and children, every
+//     limit (memory.max, memory.low, cpu.max, cpu.weight, cpu.idle,
+//     pids.max, io.max, io.weight), the memory, pids and io counters,
+//     memory.peak, OOM counting in memory.events, and the cpu_policy
+//     scheduling calls in v2's cpu controller.
+//
 // Devices on v2 need a BPF_CGROUP_DEVICE program; porto does not load one,
 // so device rules are NotSupported there.
 package units
