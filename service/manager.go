@@ -367,6 +367,9 @@ func (m *Manager) Destroy(ctx context.Context, caller Caller, name string) error
 	if c.destroyed {
 		return api.Errorf(api.ContainerDoesNotExist, "container %q does not exist", name)
 	}
+	if err := pausedAncestor(c); err != nil {
+		return err
+	}
 	m.stopNodes(nodes, m.cfg.StopTimeout)
 	// Remove bottom-up.
 	for i := len(nodes) - 1; i >= 0; i-- {
@@ -465,36 +468,41 @@ func (m *Manager) Stop(ctx context.Context, caller Caller, name string, timeout 
 	if c.destroyed {
 		return api.Errorf(api.ContainerDoesNotExist, "container %q does not exist", name)
 	}
-	if p := c.parent; !p.isRoot() && p.state() == api.StatePaused {
-		return api.Errorf(api.InvalidState, "parent container %s is paused", p.name)
+	if err := pausedAncestor(c); err != nil {
+		return err
 	}
 	m.stopNodes(nodes, timeout)
 	return nil
 }
 
+// pausedAncestor refuses operations under a paused ancestor: its tasks
+// cannot die until it is resumed.
+func pausedAncestor(c *Container) error {
+	for _, a := range c.ancestors() {
+		if a.state() == api.StatePaused {
+			return api.Errorf(api.InvalidState, "parent container %s is paused", a.name)
+		}
+	}
+	return nil
+}
+
 // stopNodes stops a locked subtree (pre-order list), children first.
 func (m *Manager) stopNodes(nodes []*Container, timeout time.Duration) {
-	// Thaw first: a frozen task cannot die.
-	if nodes[0].state() == api.StatePaused || m.anyPaused(nodes) {
-		if err := m.cg.Thaw(nodes[0].name); err != nil {
-			m.log.Warn("cannot thaw", "container", nodes[0].name, "err", err)
+	// Thaw first, top-down, every frozen cgroup (paused by porto or by
+	// someone else): a frozen task cannot die.
+	for _, n := range nodes {
+		if n.state() == api.StateStopped {
+			continue
+		}
+		if fr, err := m.cg.Frozen(n.name); n.state() == api.StatePaused || (err == nil && fr) {
+			if err := m.cg.Thaw(n.name); err != nil {
+				m.log.Warn("cannot thaw", "container", n.name, "err", err)
+			}
 		}
 	}
 	for i := len(nodes) - 1; i >= 0; i-- {
 		m.stopOne(nodes[i], timeout)
 	}
-}
-
-func (m *Manager) anyPaused(nodes []*Container) bool {
-	for _, n := range nodes {
-		if n.state() == api.StatePaused {
-			return true
-		}
-		if fr, err := m.cg.Frozen(n.name); err == nil && fr {
-			return true
-		}
-	}
-	return false
 }
 
 func (m *Manager) Kill(ctx context.Context, caller Caller, name string, sig int) error {

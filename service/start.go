@@ -92,7 +92,8 @@ func (m *Manager) plan(c *Container) (*runPlan, error) {
 		"PORTO_USER": userName(c.ownerUID()),
 	})
 	if p.meta {
-		cfg.Argv = []string{"porto-init"}
+		// porto-init without arguments: it holds the namespaces.
+		cfg.Argv = nil
 		cfg.InitFD = 4
 	} else {
 		cfg.Argv = argv
@@ -235,6 +236,9 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 	closeAll(files)
 	files = nil
 	if err != nil {
+		if j := p.spec.JoinPid; j > 0 && (procState(j) == "" || procState(j) == "Z") {
+			return api.Errorf(api.InvalidState, "the parent container's process exited during the start of %s", c.name)
+		}
 		return api.Wrap(api.Unknown, err, "spawn: "+err.Error())
 	}
 	c.mu.Lock()
@@ -244,6 +248,10 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 	fail := func(e error) error {
 		syscall.Kill(pid, syscall.SIGKILL)
 		m.reapRoot(c, m.cfg.KillTimeout, true)
+		if j := p.spec.JoinPid; j > 0 && (procState(j) == "" || procState(j) == "Z") {
+			// The ancestor whose namespaces we were joining died meanwhile.
+			return api.Errorf(api.InvalidState, "the parent container's process exited during the start of %s", c.name)
+		}
 		return e
 	}
 	if err := m.cg.Attach(c.name, pid); err != nil {
