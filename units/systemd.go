@@ -86,9 +86,6 @@ func NewSystemd(opts SystemdOptions) (*Systemd, error) {
 	if err := opts.Options.fill(); err != nil {
 		return nil, err
 	}
-	if strings.Contains(opts.Root, "-") {
-		return nil, fmt.Errorf("cgroup root %q: a '-' would nest the slice (systemd slice naming)", opts.Root)
-	}
 	if opts.JobTimeout == 0 {
 		opts.JobTimeout = 30 * time.Second
 	}
@@ -110,7 +107,7 @@ func NewSystemd(opts SystemdOptions) (*Systemd, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Systemd{v: v, opts: opts, slice: opts.Root + ".slice", locks: map[string]*sync.Mutex{}, pending: map[string]*Limits{}}
+	s := &Systemd{v: v, opts: opts, slice: sliceName(opts.Root), locks: map[string]*sync.Mutex{}, pending: map[string]*Limits{}}
 	v.rel = s.rel
 	ctx, cancel := context.WithTimeout(context.Background(), opts.JobTimeout)
 	defer cancel()
@@ -130,10 +127,15 @@ func (s *Systemd) Close() {
 	}
 }
 
+// sliceName is porto's slice: Root escaped so that a '-' in it does not
+// nest the slice ("porto" -> "porto.slice", "porto-dev" ->
+// "porto\x2ddev.slice").
+func sliceName(root string) string { return unit.UnitNameEscape(root) + ".slice" }
+
 // ScopeName is the transient scope of first-level container first:
-// "porto-" + the name escaped as systemd-escape does + ".scope".
+// "<Root>-" + the name escaped as systemd-escape does + ".scope".
 func (s *Systemd) ScopeName(first string) string {
-	return strings.TrimSuffix(s.slice, ".slice") + "-" + unit.UnitNameEscape(first) + ".scope"
+	return s.opts.Root + "-" + unit.UnitNameEscape(first) + ".scope"
 }
 
 // rel maps a container name to its directory relative to a hierarchy.

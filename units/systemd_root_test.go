@@ -30,7 +30,7 @@ func systemctl(args ...string) string {
 
 func TestSystemdScope(t *testing.T) {
 	requireSystemd(t)
-	root := fmt.Sprintf("portot%d", os.Getpid())
+	root := fmt.Sprintf("pt-%d", os.Getpid())
 	s, err := NewSystemd(SystemdOptions{Options: Options{Root: root}, JobTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestSystemdScope(t *testing.T) {
 			t.Errorf("Remove(/): %v", err)
 		}
 		for _, c := range v1Controllers {
-			if p := "/sys/fs/cgroup/" + c + "/" + root + ".slice/" + scope; exists(p) {
+			if p := "/sys/fs/cgroup/" + c + "/" + sliceName(root) + "/" + scope; exists(p) {
 				t.Errorf("left %s", p)
 			}
 		}
@@ -70,7 +70,7 @@ func TestSystemdScope(t *testing.T) {
 	cg, _ := os.ReadFile("/proc/" + strconv.Itoa(c1.Process.Pid) + "/cgroup")
 	t.Logf("cgroups of the first process:\n%s", cg)
 	for _, c := range []string{"memory", "freezer", "cpuacct", "pids", "name=systemd"} {
-		want := ":/" + root + ".slice/" + scope + "\n"
+		want := ":/" + sliceName(root) + "/" + scope + "\n"
 		found := false
 		for _, l := range strings.Split(string(cg), "\n") {
 			if strings.Contains(l, c) && strings.HasSuffix(l+"\n", want) {
@@ -81,7 +81,7 @@ func TestSystemdScope(t *testing.T) {
 			t.Errorf("%s: first process not in %s", c, want)
 		}
 	}
-	if got := systemctl("show", "-p", "Delegate", "-p", "ActiveState", "-p", "Slice", scope); got != "Delegate=yes\nActiveState=active\nSlice="+root+".slice" && !strings.Contains(got, "Delegate=yes") {
+	if got := systemctl("show", "-p", "Delegate", "-p", "ActiveState", "-p", "Slice", scope); got != "Delegate=yes\nActiveState=active\nSlice="+sliceName(root) && !strings.Contains(got, "Delegate=yes") {
 		t.Errorf("systemctl show: %q", got)
 	}
 	t.Logf("systemctl show: %s", systemctl("show", "-p", "Delegate", "-p", "ActiveState", "-p", "Slice", "-p", "MemoryLimit", "-p", "TasksMax", scope))
