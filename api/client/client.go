@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -13,13 +14,26 @@ import (
 	"github.com/porto-dev/porto/api"
 )
 
-// Client talks to porto over one D-Bus connection. Its methods are safe for
-// concurrent use.
+// Client talks to porto over its Varlink socket or over one D-Bus
+// connection. Its methods are the same either way and safe for concurrent
+// use.
 type Client struct {
-	conn  *dbus.Conn
+	conn  *dbus.Conn // D-Bus; nil over Varlink
 	owned bool
 	flags dbus.Flags
+
+	vl          *varlinkTransport // Varlink; nil over D-Bus
+	interactive bool
+	transport   string // what New was asked for: TransportAuto, ...
+	socket      string // Varlink socket path New dials
 }
+
+// Transports for WithTransport.
+const (
+	TransportAuto    = "auto"
+	TransportVarlink = "varlink"
+	TransportDBus    = "dbus"
+)
 
 // Option configures a Client.
 type Option func(*Client)
@@ -29,6 +43,7 @@ type Option func(*Client)
 // instead of refusing. portoctl sets it when on a terminal.
 func WithInteractive(on bool) Option {
 	return func(c *Client) {
+		c.interactive = on
 		if on {
 			c.flags |= dbus.FlagAllowInteractiveAuthorization
 		} else {
@@ -37,20 +52,89 @@ func WithInteractive(on bool) Option {
 	}
 }
 
-// New connects to the system bus ($DBUS_SYSTEM_BUS_ADDRESS when set). It
-// makes one connection and no other round trip than the bus's Hello.
+// WithTransport chooses how New reaches porto: TransportVarlink (its
+// socket only), TransportDBus (the system bus only) or TransportAuto (the
+// default: the socket when it can be reached, else the bus). "" is auto.
+func WithTransport(t string) Option {
+	return func(c *Client) { c.transport = t }
+}
+
+// WithVarlinkSocket makes New dial path instead of $PORTO_VARLINK_SOCKET
+// or DefaultVarlinkSocket.
+func WithVarlinkSocket(path string) Option {
+	return func(c *Client) { c.socket = path }
+}
+
+// New connects to porto. By default (TransportAuto) it dials the Varlink
+// socket ($PORTO_VARLINK_SOCKET, else DefaultVarlinkSocket) and falls back
+// to the system bus ($DBUS_SYSTEM_BUS_ADDRESS when set) if the socket
+// cannot be reached. When $DBUS_SYSTEM_BUS_ADDRESS names a bus and neither
+// $PORTO_VARLINK_SOCKET nor WithVarlinkSocket names a socket, auto uses
+// that bus: the default socket may belong to another porto than the one
+// on the bus asked for. Either way New makes one connection and no round
+// trip beyond the bus's Hello.
 func New(opts ...Option) (*Client, error) {
+	c := &Client{}
+	for _, o := range opts {
+		o(c)
+	}
+	socket, explicit := c.socket, c.socket != ""
+	if socket == "" {
+		socket, explicit = os.Getenv(VarlinkSocketEnv), os.Getenv(VarlinkSocketEnv) != ""
+	}
+	if socket == "" {
+		socket = DefaultVarlinkSocket
+	}
+	switch c.transport {
+	case TransportVarlink:
+		return c, c.useVarlink(socket)
+	case TransportDBus:
+		return c, c.useDBus()
+	case TransportAuto, "":
+		if explicit || os.Getenv("DBUS_SYSTEM_BUS_ADDRESS") == "" {
+			if err := c.useVarlink(socket); err == nil {
+				return c, nil
+			}
+		}
+		return c, c.useDBus()
+	}
+	return nil, api.Errorf(api.InvalidValue, "unknown transport %q (want %s, %s or %s)", c.transport, TransportVarlink, TransportDBus, TransportAuto)
+}
+
+func (c *Client) useVarlink(socket string) error {
+	vl, err := newVarlinkTransport(context.Background(), socket)
+	if err != nil {
+		return varlinkDialError(socket, err)
+	}
+	c.vl, c.socket = vl, socket
+	return nil
+}
+
+func (c *Client) useDBus() error {
 	conn, err := dbus.ConnectSystemBus()
 	if err != nil {
 		addr := os.Getenv("DBUS_SYSTEM_BUS_ADDRESS")
 		if addr == "" {
 			addr = "unix:path=/var/run/dbus/system_bus_socket"
 		}
-		return nil, &api.Error{Code: api.Unknown, Msg: "cannot connect to the system bus at " + addr + ": " + err.Error(), Err: err}
+		return &api.Error{Code: api.Unknown, Msg: "cannot connect to the system bus at " + addr + ": " + err.Error(), Err: err}
 	}
-	c := NewWithConn(conn, opts...)
-	c.owned = true
-	return c, nil
+	c.conn, c.owned = conn, true
+	return nil
+}
+
+// NewVarlink connects to porto's Varlink socket at path only.
+func NewVarlink(path string, opts ...Option) (*Client, error) {
+	return New(append(opts, WithTransport(TransportVarlink), WithVarlinkSocket(path))...)
+}
+
+// Transport is TransportVarlink or TransportDBus: how this client reaches
+// porto.
+func (c *Client) Transport() string {
+	if c.vl != nil {
+		return TransportVarlink
+	}
+	return TransportDBus
 }
 
 // NewWithConn uses an existing connection, which Close leaves open.
@@ -64,6 +148,9 @@ func NewWithConn(conn *dbus.Conn, opts ...Option) *Client {
 
 // Close closes the connection if New opened it.
 func (c *Client) Close() error {
+	if c.vl != nil {
+		return c.vl.close()
+	}
 	if c.owned {
 		return c.conn.Close()
 	}
@@ -105,23 +192,44 @@ func (c *Client) do(ctx context.Context, method string, args []any, rets ...any)
 	return nil
 }
 
+// vlName are the parameters of a method taking one container name.
+type vlName struct {
+	Name        string `json:"name"`
+	Interactive bool   `json:"interactive,omitempty"`
+}
+
+// nameCall calls a method that takes one container name.
+func (c *Client) nameCall(ctx context.Context, method, name string) error {
+	if c.vl != nil {
+		return c.vl.call(ctx, method, vlName{name, c.interactive}, nil)
+	}
+	return c.do(ctx, method, []any{name})
+}
+
 // Create creates a stopped container.
 func (c *Client) Create(ctx context.Context, name string) error {
-	return c.do(ctx, api.MethodCreate, []any{name})
+	return c.nameCall(ctx, api.MethodCreate, name)
 }
 
 // Destroy stops and removes a container and its subtree.
 func (c *Client) Destroy(ctx context.Context, name string) error {
-	return c.do(ctx, api.MethodDestroy, []any{name})
+	return c.nameCall(ctx, api.MethodDestroy, name)
 }
 
 // Start starts a container.
 func (c *Client) Start(ctx context.Context, name string) error {
-	return c.do(ctx, api.MethodStart, []any{name})
+	return c.nameCall(ctx, api.MethodStart, name)
 }
 
 // Stop stops a container; timeout < 0 means the daemon's default.
 func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
+	if c.vl != nil {
+		return c.vl.call(ctx, api.MethodStop, struct {
+			Name        string `json:"name"`
+			TimeoutMs   int32  `json:"timeout_ms"`
+			Interactive bool   `json:"interactive,omitempty"`
+		}{name, durationMs(timeout), c.interactive}, nil)
+	}
 	return c.do(ctx, api.MethodStop, []any{name, durationMs(timeout)})
 }
 
@@ -130,23 +238,41 @@ func (c *Client) Kill(ctx context.Context, name string, sig int) error {
 	if sig < math.MinInt32 || sig > math.MaxInt32 {
 		return api.Errorf(api.InvalidValue, "invalid signal %d", sig)
 	}
+	if c.vl != nil {
+		return c.vl.call(ctx, api.MethodKill, struct {
+			Name        string `json:"name"`
+			Signal      int32  `json:"signal"`
+			Interactive bool   `json:"interactive,omitempty"`
+		}{name, int32(sig), c.interactive}, nil)
+	}
 	return c.do(ctx, api.MethodKill, []any{name, int32(sig)})
 }
 
 // Pause freezes a container and its subtree.
 func (c *Client) Pause(ctx context.Context, name string) error {
-	return c.do(ctx, api.MethodPause, []any{name})
+	return c.nameCall(ctx, api.MethodPause, name)
 }
 
 // Resume thaws a paused container.
 func (c *Client) Resume(ctx context.Context, name string) error {
-	return c.do(ctx, api.MethodResume, []any{name})
+	return c.nameCall(ctx, api.MethodResume, name)
 }
 
 // Wait returns the first of names that is dead or stopped, or "" when
 // timeout passes first; timeout < 0 waits forever (or until ctx is done).
 func (c *Client) Wait(ctx context.Context, names []string, timeout time.Duration) (string, error) {
 	var got string
+	if c.vl != nil {
+		var out struct {
+			Name string `json:"name"`
+		}
+		err := c.vl.call(ctx, api.MethodWait, struct {
+			Names       []string `json:"names"`
+			TimeoutMs   int32    `json:"timeout_ms"`
+			Interactive bool     `json:"interactive,omitempty"`
+		}{nonNil(names), durationMs(timeout), c.interactive}, &out)
+		return out.Name, err
+	}
 	err := c.do(ctx, api.MethodWait, []any{nonNil(names), durationMs(timeout)}, &got)
 	return got, err
 }
@@ -154,6 +280,15 @@ func (c *Client) Wait(ctx context.Context, names []string, timeout time.Duration
 // List returns the names of every container.
 func (c *Client) List(ctx context.Context) ([]string, error) {
 	var names []string
+	if c.vl != nil {
+		var out struct {
+			Names []string `json:"names"`
+		}
+		err := c.vl.call(ctx, api.MethodList, struct {
+			Interactive bool `json:"interactive,omitempty"`
+		}{c.interactive}, &out)
+		return out.Names, err
+	}
 	err := c.do(ctx, api.MethodList, nil, &names)
 	return names, err
 }
@@ -161,17 +296,38 @@ func (c *Client) List(ctx context.Context) ([]string, error) {
 // Get reads several keys of several containers in one call; each cell
 // carries its own error.
 func (c *Client) Get(ctx context.Context, names, keys []string) ([]api.GetResult, error) {
-	var cells []struct {
-		Container, Key, Value, Error, Message string
+	type cell struct {
+		Container string `json:"container"`
+		Key       string `json:"key"`
+		Value     string `json:"value"`
+		Error     string `json:"error"`
+		Message   string `json:"message"`
 	}
-	if err := c.do(ctx, api.MethodGet, []any{nonNil(names), nonNil(keys)}, &cells); err != nil {
+	var cells []cell
+	if c.vl != nil {
+		var out struct {
+			Values []cell `json:"values"`
+		}
+		if err := c.vl.call(ctx, api.MethodGet, struct {
+			Names       []string `json:"names"`
+			Keys        []string `json:"keys"`
+			Interactive bool     `json:"interactive,omitempty"`
+		}{nonNil(names), nonNil(keys), c.interactive}, &out); err != nil {
+			return nil, err
+		}
+		cells = out.Values
+	} else if err := c.do(ctx, api.MethodGet, []any{nonNil(names), nonNil(keys)}, &cells); err != nil {
 		return nil, err
 	}
 	out := make([]api.GetResult, len(cells))
-	for i, cell := range cells {
-		out[i] = api.GetResult{Container: cell.Container, Key: cell.Key, Value: cell.Value}
-		if cell.Error != "" {
-			out[i].Err = toAPIError(dbus.Error{Name: cell.Error, Body: []any{cell.Message}})
+	for i, cl := range cells {
+		out[i] = api.GetResult{Container: cl.Container, Key: cl.Key, Value: cl.Value}
+		switch {
+		case cl.Error == "":
+		case c.vl != nil:
+			out[i].Err = varlinkError(cl.Error, mustJSON(map[string]string{"message": cl.Message}))
+		default:
+			out[i].Err = toAPIError(dbus.Error{Name: cl.Error, Body: []any{cl.Message}})
 		}
 	}
 	return out, nil
@@ -180,23 +336,62 @@ func (c *Client) Get(ctx context.Context, names, keys []string) ([]api.GetResult
 // GetProperty reads one property or datum (raw).
 func (c *Client) GetProperty(ctx context.Context, name, key string) (string, error) {
 	var v string
+	if c.vl != nil {
+		var out struct {
+			Value string `json:"value"`
+		}
+		err := c.vl.call(ctx, api.MethodGetProperty, struct {
+			Name        string `json:"name"`
+			Key         string `json:"key"`
+			Interactive bool   `json:"interactive,omitempty"`
+		}{name, key, c.interactive}, &out)
+		return out.Value, err
+	}
 	err := c.do(ctx, api.MethodGetProperty, []any{name, key}, &v)
 	return v, err
 }
 
 // SetProperty sets one property.
 func (c *Client) SetProperty(ctx context.Context, name, key, value string) error {
+	if c.vl != nil {
+		return c.vl.call(ctx, api.MethodSetProperty, struct {
+			Name        string `json:"name"`
+			Key         string `json:"key"`
+			Value       string `json:"value"`
+			Interactive bool   `json:"interactive,omitempty"`
+		}{name, key, value, c.interactive}, nil)
+	}
 	return c.do(ctx, api.MethodSetProperty, []any{name, key, value})
 }
 
 // ListProperties describes every property and datum.
 func (c *Client) ListProperties(ctx context.Context) ([]api.PropertyInfo, error) {
-	var ps []struct {
-		Name, Description string
-		ReadOnly, Dynamic bool
+	type prop struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+		ReadOnly    bool   `json:"read_only"`
+		Dynamic     bool   `json:"dynamic"`
 	}
-	if err := c.do(ctx, api.MethodListProperties, nil, &ps); err != nil {
-		return nil, err
+	var ps []prop
+	if c.vl != nil {
+		var out struct {
+			Properties []prop `json:"properties"`
+		}
+		if err := c.vl.call(ctx, api.MethodListProperties, struct{}{}, &out); err != nil {
+			return nil, err
+		}
+		ps = out.Properties
+	} else {
+		var dps []struct {
+			Name, Description string
+			ReadOnly, Dynamic bool
+		}
+		if err := c.do(ctx, api.MethodListProperties, nil, &dps); err != nil {
+			return nil, err
+		}
+		for _, p := range dps {
+			ps = append(ps, prop{p.Name, p.Description, p.ReadOnly, p.Dynamic})
+		}
 	}
 	out := make([]api.PropertyInfo, len(ps))
 	for i, p := range ps {
@@ -208,8 +403,20 @@ func (c *Client) ListProperties(ctx context.Context) ([]api.PropertyInfo, error)
 // Version returns the daemon's version.
 func (c *Client) Version(ctx context.Context) (string, error) {
 	var v string
+	if c.vl != nil {
+		var out struct {
+			Version string `json:"version"`
+		}
+		err := c.vl.call(ctx, api.MethodVersion, struct{}{}, &out)
+		return out.Version, err
+	}
 	err := c.do(ctx, api.MethodVersion, nil, &v)
 	return v, err
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 // StateChange is one StateChanged signal.
@@ -221,10 +428,16 @@ type StateChange struct {
 	Destroyed bool
 }
 
-// Watch delivers porto's StateChanged signals until ctx is done; then the
-// channel is closed. A consumer that falls far behind loses order, not
-// signals (godbus queues them).
+// Watch delivers porto's state changes (D-Bus's StateChanged signals, or
+// Varlink's Watch replies) until ctx is done or the connection ends; then
+// the channel is closed. Changes after Watch returns are not missed. Over
+// D-Bus, a consumer that falls far behind loses order, not signals (godbus
+// queues them); over Varlink, the daemon closes the stream of one that
+// does not read for its write timeout.
 func (c *Client) Watch(ctx context.Context) (<-chan StateChange, error) {
+	if c.vl != nil {
+		return c.vl.watch(ctx)
+	}
 	match := []dbus.MatchOption{
 		dbus.WithMatchSender(api.BusName),
 		dbus.WithMatchObjectPath(api.ManagerPath),
@@ -367,3 +580,5 @@ func toAPIError(err error) *api.Error {
 	}
 	return &api.Error{Code: code, Msg: msg, Err: de}
 }
+
+func objectPath(p string) dbus.ObjectPath { return dbus.ObjectPath(p) }

@@ -1,7 +1,11 @@
-// Package client is the Go client of porto's D-Bus API (org.porto.Manager):
-// typed methods over one bus connection, with D-Bus errors mapped back to
-// *api.Error (one function, toAPIError).
+// Package client is the Go client of porto's API, with the same typed
+// methods over either transport:
+//   - Varlink: porto's socket (io.porto.Manager, DefaultVarlinkSocket),
+//     NUL-terminated JSON, a small pool of connections; preferred by New
+//     when reachable. Errors map back in varlinkError.
+//   - D-Bus: one system-bus connection (org.porto.Manager). Errors map
+//     back in toAPIError.
 //
-// Imports: api and godbus only (never service). portoctl (ctl) and the
-// integration tests import it.
+// Imports: api, godbus and the standard library (never service, never a
+// Varlink library). portoctl (ctl) and the integration tests import it.
 package client
