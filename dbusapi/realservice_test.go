@@ -13,6 +13,7 @@ import (
 
 	"github.com/porto-dev/porto/api"
 	"github.com/porto-dev/porto/api/client"
+	"github.com/porto-dev/porto/apiserver/apitest"
 	"github.com/porto-dev/porto/isolation"
 	"github.com/porto-dev/porto/service"
 	"github.com/porto-dev/porto/units"
@@ -254,3 +255,52 @@ func TestRealServiceHostileAndConcurrent(t *testing.T) {
 }
 
 func clientFor(conn *dbus.Conn) *client.Client { return client.NewWithConn(conn) }
+
+// The shared permission table (apitest.PermTable, also run over Varlink by
+// varlinkapi's tests) gives the same answers over D-Bus.
+func TestPermissionTable(t *testing.T) {
+	for _, interactive := range []bool{false, true} {
+		t.Run(fmt.Sprint("interactive=", interactive), func(t *testing.T) {
+			m := apitest.NewManager(t, testLogger(t))
+			auth := &fakeAuth{}
+			e := startEnv(t, m, Options{Authorizer: auth}, client.WithInteractive(interactive))
+			otherConn := connect(t, e.addr)
+			otherName := otherConn.Names()[0]
+			e.srv.mu.Lock()
+			e.srv.identify = func(ctx context.Context, conn *dbus.Conn, sender string) (identity, error) {
+				if sender == otherName {
+					return identity{UID: apitest.Other, GID: apitest.Other, Groups: []uint32{apitest.Other}}, nil
+				}
+				return busIdentify(ctx, conn, sender)
+			}
+			clear(e.srv.peers)
+			e.srv.mu.Unlock()
+			apitest.RunPermissions(t, apitest.PermEnv{
+				Owner: e.client,
+				Become: func(uint32) apitest.Client {
+					return client.NewWithConn(otherConn, client.WithInteractive(interactive))
+				},
+				Allow: func(ok bool) {
+					auth.mu.Lock()
+					auth.allow = ok
+					auth.mu.Unlock()
+				},
+				Asked: func() []string {
+					auth.mu.Lock()
+					asked := auth.asked
+					auth.asked = nil
+					auth.mu.Unlock()
+					var actions []string
+					for _, a := range asked {
+						f := strings.Fields(a) // sender action interactive
+						if f[0] != otherName || f[2] != fmt.Sprint(interactive) {
+							t.Errorf("polkit asked %q", a)
+						}
+						actions = append(actions, f[1])
+					}
+					return actions
+				},
+			})
+		})
+	}
+}
