@@ -411,10 +411,20 @@ func (v *V1) Remove(name string) error {
 	}
 	var errs []error
 	deadline := time.Now().Add(busyWait)
+	// Real-time runtime reserved in this subtree (cpu_policy=rt) is
+	// handed back to the ancestors once the cgroups are gone.
+	var rt uint64
+	if n != "" && v.rel == nil {
+		rt, _ = readUint(v.dir("cpu", n) + "/cpu.rt_runtime_us")
+	}
 	for _, h := range v.hiers {
 		d := v.hpath(h, n)
 		if err := rmdirTree(d, deadline); err != nil {
 			errs = append(errs, busyPids(d, err))
+		} else if h.has("cpu") && rt > 0 {
+			if err := v.rtRelease(n, int64(rt)); err != nil {
+				v.log.Warn("releasing real-time budget", "container", n, "err", err)
+			}
 		}
 	}
 	v.reg.forget(n)
@@ -780,6 +790,39 @@ func readPidsOf(dir string) ([]int, error) {
 		return nil, err
 	}
 	return parsePids(b, nil)
+}
+
+// rtRelease subtracts val µs of real-time runtime from every ancestor of
+// the (removed) container n up to porto's root, children first.
+func (v *V1) rtRelease(n string, val int64) error {
+	h := v.by["cpu"]
+	parts := strings.Split(n, "/")
+	for i := len(parts) - 1; i >= 0; i-- {
+		d := h.root
+		if i > 0 {
+			d = v.hpath(h, strings.Join(parts[:i], "/"))
+		}
+		f := d + "/cpu.rt_runtime_us"
+		c, err := readUint(f)
+		if err != nil {
+			return err
+		}
+		// The removed group leaves the kernel's schedulability check only
+		// after an RCU grace period: retry EINVAL briefly.
+		nv := strconv.FormatInt(max(int64(c)-val, 0), 10)
+		deadline := time.Now().Add(time.Second)
+		for {
+			err = writeFile(f, nv)
+			if err == nil || !errors.Is(err, unix.EINVAL) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rtReserve adds delta µs of real-time runtime to the container's cgroup

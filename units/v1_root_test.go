@@ -450,6 +450,23 @@ func TestV1Apply(t *testing.T) {
 			t.Errorf("cpu.idle after rt = %s", got)
 		}
 	}
+	// Removing an rt container gives its budget back.
+	if exists(cpu + "/cpu.rt_runtime_us") {
+		v.Create("rt")
+		if err := v.Apply("rt", Limits{CPUPolicy: "rt"}); err != nil {
+			t.Fatal(err)
+		}
+		root := v.Path("/", "cpu") + "/cpu.rt_runtime_us"
+		if got := readTrim(t, root); got != strconv.Itoa(2*rtBudget) {
+			t.Errorf("root budget with two rt containers = %s", got)
+		}
+		if err := v.Remove("rt"); err != nil {
+			t.Fatal(err)
+		}
+		if got := readTrim(t, root); got != strconv.Itoa(rtBudget) {
+			t.Errorf("root budget after removing one = %s", got)
+		}
+	}
 	if err := v.Apply("l", Limits{}); err != nil {
 		t.Fatal(err)
 	}
