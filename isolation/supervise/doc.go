@@ -29,10 +29,12 @@
 //     them, reports {pid, status} to the worker, and reaps a zombie only
 //     when the worker acknowledges that pid;
 //   - when the worker exits: reaps it, logs its status, starts a new one
-//     after 100 ms, doubling up to 5 s for quick successive deaths (reset
-//     once a worker ran 10 s), and sends the new worker every exit not yet
-//     acknowledged. A worker that closed its socket but keeps running is
-//     killed after 10 s;
+//     at once if the dead one ran 10 s or more, else after 100 ms,
+//     doubling up to 5 s for quick successive deaths (a crash loop), and
+//     sends the new worker every exit not yet acknowledged. A worker that
+//     closed its socket but keeps running is killed after 10 s. The
+//     environment variable PORTO_SUPERVISOR_RESTART_RESET (a duration)
+//     overrides the 10 s, for tests;
 //   - on SIGTERM or SIGINT: sends SIGTERM to the worker, SIGKILL after
 //     10 s, and returns nil once the worker is reaped. Containers are never
 //     signalled; unacknowledged zombies are then reaped by init;

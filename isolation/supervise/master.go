@@ -45,6 +45,12 @@ type MasterOptions struct {
 	Launch LaunchFunc
 }
 
+// RestartResetEnv names an environment variable, for tests, that
+// overrides how long a worker must have run for its death to be followed
+// by an immediate restart (a Go duration; default 10s). "0s" turns the
+// crash-loop backoff off.
+const RestartResetEnv = "PORTO_SUPERVISOR_RESTART_RESET"
+
 // Timing of the master. Variables so tests could shorten them.
 var (
 	restartMin      = 100 * time.Millisecond
@@ -151,6 +157,12 @@ func RunMaster(opts MasterOptions) error {
 	}
 	if m.opts.Args == nil {
 		_, m.opts.Args, _ = ParseMasterArgs(os.Args[1:])
+	}
+	if v := os.Getenv(RestartResetEnv); v != "" {
+		// A test knob (the chaos tests kill the worker every second).
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			restartResetRun = d
+		}
 	}
 	if err := setSubreaper(); err != nil {
 		return fmt.Errorf("supervisor: PR_SET_CHILD_SUBREAPER: %w", err)
@@ -516,12 +528,17 @@ func (m *master) workerDied(status int, zombie bool) {
 	}
 }
 
+// scheduleRestart arms the start of the next worker: at once after a
+// worker that ran restartResetRun or longer (its containers wait for it),
+// else after the current delay, doubled for the next quick death.
 func (m *master) scheduleRestart(started time.Time) {
+	var delay time.Duration
 	if time.Since(started) >= restartResetRun {
 		m.backoff = restartMin
+	} else {
+		delay = m.backoff
+		m.backoff = min(2*m.backoff, restartMax)
 	}
-	delay := m.backoff
-	m.backoff = min(2*m.backoff, restartMax)
 	m.log.Info("supervisor: restarting worker", "in", delay)
 	if m.restart != nil {
 		m.restart.Stop()

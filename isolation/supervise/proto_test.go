@@ -324,9 +324,18 @@ func TestRestartBackoff(t *testing.T) {
 	if !reflect.DeepEqual(delays, want) {
 		t.Errorf("next delays %v, want %v", delays, want)
 	}
-	m.scheduleRestart(now.Add(-restartResetRun)) // ran long enough
+	m.scheduleRestart(now.Add(-restartResetRun)) // ran long enough: at once
+	select {
+	case <-m.restart.C:
+	case <-time.After(50 * time.Millisecond):
+		t.Errorf("a worker that ran long was not restarted at once")
+	}
+	if m.backoff != restartMin {
+		t.Errorf("after a long run the delay was not reset: next %v", m.backoff)
+	}
+	m.scheduleRestart(now) // then a quick death: the first delay
 	m.restart.Stop()
 	if m.backoff != 2*restartMin {
-		t.Errorf("after a long run the delay was not reset: next %v", m.backoff)
+		t.Errorf("quick death after a reset: next %v, want %v", m.backoff, 2*restartMin)
 	}
 }
