@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/porto-dev/porto/api"
+	"github.com/porto-dev/porto/api/client"
 	"github.com/spf13/pflag"
 )
 
@@ -66,6 +68,11 @@ type CLI struct {
 	// RefreshInterval is top's refresh period on a terminal (default 1s).
 	RefreshInterval time.Duration
 
+	// Transport is the global --transport option: "varlink", "dbus" or
+	// "auto" (the default: porto's Varlink socket when it can be
+	// reached, else D-Bus). Run's Dial honours it.
+	Transport string
+
 	cmd       *command // the command being run
 	client    Client
 	closeConn func()
@@ -81,9 +88,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		Stdin:    os.Stdin,
 		Stdout:   stdout,
 		Stderr:   stderr,
-		Dial:     func() (Client, func(), error) { return DialSystemBus(interactive) },
 		Terminal: interactive && isTerminalWriter(stdout),
 	}
+	c.Dial = func() (Client, func(), error) { return Dial(interactive, c.Transport) }
 	// As systemctl: a polkit agent only makes sense with a terminal to ask
 	// on, and root never needs one.
 	if interactive && os.Geteuid() != 0 {
@@ -92,9 +99,42 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	return c.Run(args)
 }
 
+// Transports that --transport accepts.
+var transports = []string{"varlink", "dbus", "auto"}
+
+// globalOptions takes the options before the command: --transport=T or
+// --transport T. It returns the rest, or ok=false after printing the
+// problem.
+func (c *CLI) globalOptions(args []string) (rest []string, ok bool) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "--transport") {
+		var v string
+		switch {
+		case strings.HasPrefix(args[0], "--transport="):
+			v, args = strings.TrimPrefix(args[0], "--transport="), args[1:]
+		case args[0] == "--transport" && len(args) > 1:
+			v, args = args[1], args[2:]
+		case args[0] == "--transport":
+			fmt.Fprintf(c.Stderr, "portoctl: --transport needs a value (%s)\n", strings.Join(transports, ", "))
+			return nil, false
+		default:
+			return args, true // not ours: the command will complain
+		}
+		if !slices.Contains(transports, v) {
+			fmt.Fprintf(c.Stderr, "portoctl: unknown transport %q (want %s)\n", v, strings.Join(transports, ", "))
+			return nil, false
+		}
+		c.Transport = v
+	}
+	return args, true
+}
+
 // Run runs one command line and returns the exit status.
 func (c *CLI) Run(args []string) int {
 	defer c.close()
+	args, ok := c.globalOptions(args)
+	if !ok {
+		return ExitUsage
+	}
 	if len(args) == 0 {
 		c.usage(c.Stderr)
 		return ExitUsage
@@ -264,8 +304,11 @@ var aliases = map[string]string{
 }
 
 func (c *CLI) usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: portoctl COMMAND [ARG...]\n\n")
-	fmt.Fprintf(w, "portoctl controls porto containers through the portod D-Bus API.\n\n")
+	fmt.Fprintf(w, "Usage: portoctl [--transport=varlink|dbus|auto] COMMAND [ARG...]\n\n")
+	fmt.Fprintf(w, "portoctl controls porto containers through portod's API: its Varlink\n")
+	fmt.Fprintf(w, "socket ($PORTO_VARLINK_SOCKET, default %s)\n", client.DefaultVarlinkSocket)
+	fmt.Fprintf(w, "when it can reach it, else D-Bus (the system bus, $DBUS_SYSTEM_BUS_ADDRESS).\n")
+	fmt.Fprintf(w, "--transport forces one.\n\n")
 	fmt.Fprintf(w, "Commands:\n")
 	width := 0
 	for _, cmd := range commands {

@@ -1,10 +1,12 @@
 // Package ctl is portoctl: its subcommands, argument parsing and output
 // formatting. cmd/portoctl is a thin main around Run.
 //
-// ctl talks to portod only through api/client (the D-Bus API) and shares the
+// ctl talks to portod only through api/client (the Varlink socket when it
+// can reach it, else D-Bus; the global --transport forces one) and shares the
 // wire contract in api. It may import api, api/client, github.com/spf13/pflag
 // and the standard library, nothing else: portoctl must never link service,
-// units, isolation or dbusapi (cmd/portoctl/deps_test.go enforces this).
+// units, isolation, dbusapi or varlinkapi (cmd/portoctl/deps_test.go
+// enforces this).
 //
 // Output is normative: the lines portoctl prints are the ones the seed
 // document shows (for example "Container exited with 1" and

@@ -20,6 +20,7 @@ import (
 	"github.com/porto-dev/porto/isolation/supervise"
 	"github.com/porto-dev/porto/service"
 	"github.com/porto-dev/porto/units"
+	"github.com/porto-dev/porto/varlinkapi"
 )
 
 const (
@@ -112,6 +113,13 @@ func runMaster(args []string) int {
 	if f.noSupervisor {
 		return serve(cfg, log, -1)
 	}
+	// --- Varlink (issue 10): the master does not serve; it hands a
+	// socket-activated varlink socket down to its workers.
+	if ok, err := varlinkapi.PassActivated(); err != nil {
+		log.Error("socket-activated varlink socket unusable", "err", err)
+	} else if ok {
+		log.Info("varlink socket passed by systemd; handing it to the worker")
+	}
 	err = supervise.RunMaster(supervise.MasterOptions{
 		WorkerArgs: []string{"--config", f.config},
 		Takeover:   f.takeover,
@@ -185,6 +193,22 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 	}
 	busLost := make(chan error, 1)
 	go func() { busLost <- srv.Serve(ctx) }()
+	// --- Varlink endpoint (issue 10): the same API on a unix socket, from
+	// the same layer; polkit is asked over the bus connection above. Not
+	// fatal: clients fall back to D-Bus.
+	vsrv := varlinkapi.New(m, varlinkapi.Options{Logger: log.With("api", "varlink"), Authorizer: dbusapi.NewPolkit(conn)})
+	defer vsrv.Close()
+	if l, err := varlinkapi.Listen(cfg.VarlinkSocket); err != nil {
+		log.Error("not serving the varlink socket", "path", cfg.VarlinkSocket, "err", err)
+	} else {
+		log.Info("serving varlink", "socket", l.Addr().String(), "interface", varlinkapi.Interface)
+		go func() {
+			if err := vsrv.Serve(l); err != nil && !errors.Is(err, varlinkapi.ErrServerClosed) {
+				log.Error("varlink socket failed", "err", err)
+			}
+		}()
+	}
+	// --- end Varlink
 	if err := srv.RequestName(); err != nil {
 		return fatalf("%v", err)
 	}
