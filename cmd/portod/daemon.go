@@ -163,11 +163,10 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 	}
 	defer sp.Close()
 
-	cg, err := units.NewCgroupfs(units.Options{Root: cfg.CgroupRoot, Log: log})
+	cg, err := newCgroups(cfg, log)
 	if err != nil {
 		return fatalf("cgroups: %v", err)
 	}
-	log.Info("managing cgroups directly (cgroupfs driver)", "root", cfg.CgroupRoot)
 
 	m, err := service.New(cfg, sp, cg, log)
 	if err != nil {
@@ -260,4 +259,32 @@ func reportStatus(ctx context.Context, m *service.Manager) {
 		case <-t.C:
 		}
 	}
+}
+
+// newCgroups picks the cgroup driver: systemd's transient scopes when
+// systemd is on the bus (cgroup_driver = auto or systemd), else porto's
+// own cgroupfs subtree.
+func newCgroups(cfg service.Config, log *slog.Logger) (service.Cgroups, error) {
+	opts := units.Options{Root: cfg.CgroupRoot, Log: log}
+	useSystemd := false
+	switch cfg.CgroupDriver {
+	case "systemd":
+		useSystemd = true
+	case "auto":
+		useSystemd = units.SystemdAvailable()
+	}
+	if useSystemd {
+		d, err := units.NewSystemd(units.SystemdOptions{Options: opts})
+		if err == nil {
+			log.Info("delegating cgroups through systemd transient scopes")
+			return d, nil
+		}
+		if cfg.CgroupDriver == "systemd" {
+			return nil, err
+		}
+		log.Warn("systemd is on the bus but its driver cannot start; managing cgroups directly", "err", err)
+	} else if cfg.CgroupDriver == "auto" {
+		log.Info("systemd is not on the bus: managing cgroups directly (cgroupfs driver)", "root", cfg.CgroupRoot)
+	}
+	return units.NewCgroupfs(opts)
 }
