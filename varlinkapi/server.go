@@ -387,8 +387,28 @@ func (c *conn) readLoop(queue chan<- pending) (hard bool) {
 				"more than %d calls in flight on one connection", s.opts.MaxInFlight)})
 			return false
 		}
+		if c.pending.Load() == 0 && !dec.Buffered() && inline(cl) {
+			// Nothing queued or running: answer right here, saving the
+			// hand-off to the executor (the common case of one call at
+			// a time). Only the reader queues, so nothing can start
+			// meanwhile.
+			c.handle(cl)
+			s.buffered.Add(-size)
+			continue
+		}
 		enqueue(pending{call: cl, size: size})
 	}
+}
+
+// inline reports whether a call may run on the reader goroutine: all but
+// those that can wait on the client's behalf for long (Wait, Watch), which
+// must leave the reader free to see the client go away.
+func inline(cl *call) bool {
+	switch cl.Method {
+	case Interface + "." + api.MethodWait, Interface + "." + methodWatch:
+		return false
+	}
+	return true
 }
 
 // watchHangup cancels the connection's context when the peer closes its
