@@ -35,8 +35,9 @@ func hostOut(t *testing.T, e *Env, u *User, argv ...string) string {
 	return strings.TrimSuffix(r.Stdout, "\n")
 }
 
-func TestBasics(t *testing.T) {
-	e := NewEnv(t)
+func TestBasics(t *testing.T) { forEachTransport(t, testBasics) }
+
+func testBasics(t *testing.T, e *Env) {
 
 	// Specify arbitrary command to start a container:
 	//   $ portoctl run uname command="uname -a"

@@ -13,8 +13,9 @@ import (
 // Bad input through portoctl: every class of error the issue names, with
 // the EError in the message and a non-zero exit; and --help everywhere.
 
-func TestBadInput(t *testing.T) {
-	e := NewEnv(t)
+func TestBadInput(t *testing.T) { forEachTransport(t, testBadInput) }
+
+func testBadInput(t *testing.T, e *Env) {
 	forEachUser(t, e, "errors", func(t *testing.T, u *User) {
 		// Names.
 		for _, n := range []string{"bad name", "a$", "/abs", "a//b", "a/../b", "..", "ы", strings.Repeat("n", 129), strings.Repeat("a/", 100) + "a"} {

@@ -135,6 +135,10 @@ type Env struct {
 	CgroupRoot string
 	Log        string // portod's stdout+stderr
 
+	// Varlink makes Ctl talk to portod over its Varlink socket
+	// (--transport=varlink) instead of the private bus.
+	Varlink bool
+
 	bus       *exec.Cmd
 	busDone   chan error
 	portod    *exec.Cmd
@@ -194,6 +198,9 @@ func NewEnv(t *testing.T) *Env {
 	return e
 }
 
+// VarlinkSocket is where this env's portod serves Varlink.
+func (e *Env) VarlinkSocket() string { return filepath.Join(e.Dir, "varlink.sock") }
+
 // writeConf writes porto.conf for this env; extra lines override defaults.
 func (e *Env) writeConf(extra []string) {
 	e.Conf = filepath.Join(e.Dir, "porto.conf")
@@ -207,7 +214,7 @@ func (e *Env) writeConf(extra []string) {
 		"place = " + e.Place,
 		"cgroup_root = " + e.CgroupRoot,
 		"cgroup_driver = " + driver,
-		"varlink_socket = " + filepath.Join(e.Dir, "varlink.sock"),
+		"varlink_socket = " + e.VarlinkSocket(),
 		"porto_init = " + filepath.Join(e.Bin, "porto-init"),
 		"stop_timeout = 10s",
 		"log_level = debug",
@@ -486,6 +493,9 @@ func (e *Env) command(ctx context.Context, u *User, argv ...string) *exec.Cmd {
 		"LANG=C",
 		"LC_ALL=C",
 	}
+	if e.Varlink {
+		cmd.Env = append(cmd.Env, "PORTO_VARLINK_SOCKET="+e.VarlinkSocket())
+	}
 	cmd.Dir = e.Dir
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
@@ -519,9 +529,28 @@ func (e *Env) Exec(u *User, argv ...string) Result {
 	return r
 }
 
-// Ctl runs bin/portoctl as u.
+// Ctl runs bin/portoctl as u, over the private bus (or the Varlink socket
+// when e.Varlink).
 func (e *Env) Ctl(u *User, args ...string) Result {
-	return e.Exec(u, append([]string{filepath.Join(e.Bin, "portoctl")}, args...)...)
+	argv := []string{filepath.Join(e.Bin, "portoctl")}
+	if e.Varlink {
+		argv = append(argv, "--transport=varlink")
+	}
+	r := e.Exec(u, append(argv, args...)...)
+	r.Args = args
+	return r
+}
+
+// forEachTransport runs f once over D-Bus and once over Varlink, each with
+// its own env.
+func forEachTransport(t *testing.T, f func(t *testing.T, e *Env)) {
+	for _, tr := range []string{"dbus", "varlink"} {
+		t.Run(tr, func(t *testing.T) {
+			e := NewEnv(t)
+			e.Varlink = tr == "varlink"
+			f(t, e)
+		})
+	}
 }
 
 // Busctl runs busctl against the private bus as u.

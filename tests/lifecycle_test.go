@@ -14,8 +14,9 @@ import (
 // Concurrent clients, leaks after destroy / failed start / portod exit, and
 // stop/destroy killing every process of a container.
 
-func TestConcurrentClients(t *testing.T) {
-	e := NewEnv(t)
+func TestConcurrentClients(t *testing.T) { forEachTransport(t, testConcurrentClients) }
+
+func testConcurrentClients(t *testing.T, e *Env) {
 	e.CleanupContainers(t)
 	const workers, rounds = 8, 50
 	a := alice(t)

@@ -12,8 +12,9 @@ import (
 // The seed's "Properties" section, every transcript, replayed through
 // bin/portoctl as root and as porto-alice. Comments quote the seed.
 
-func TestProperties(t *testing.T) {
-	e := NewEnv(t)
+func TestProperties(t *testing.T) { forEachTransport(t, testProperties) }
+
+func testProperties(t *testing.T, e *Env) {
 
 	// If for some reason container can't start, Porto returns errno of
 	// failed syscall. Use start_errno to get it:
