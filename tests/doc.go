@@ -9,6 +9,10 @@
 // state_dir, place and cgroup_root are unique to the test. Teardown checks
 // that no process, cgroup, mount or file is left behind.
 //
+// The seed's transcripts, bad input and concurrent clients are replayed
+// over both transports: D-Bus, and the Varlink socket (portoctl
+// --transport=varlink).
+//
 // Binaries are taken from $PORTO_BIN (default ../bin); the harness builds
 // nothing itself. Non-root transcripts run as the users porto-alice and
 // porto-bob (group porto), which .ci/run creates.
