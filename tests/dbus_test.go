@@ -458,3 +458,23 @@ func TestSignals(t *testing.T) {
 		t.Errorf("no PropertiesChanged on %s", wantPath)
 	}
 }
+
+// With the default layout (the Varlink socket inside state_dir, as
+// /run/porto/io.porto.Manager is inside /run/porto) every user can reach the
+// socket, and the caller is who the kernel says.
+func TestVarlinkDefaultLayout(t *testing.T) {
+	e := NewEnvWith(t, []string{"varlink_socket = {state}/io.porto.Manager"})
+	e.Varlink = true
+	e.CleanupContainers(t)
+	for _, u := range users(t) {
+		r := e.Ctl(u, "list")
+		if r.Code != 0 {
+			t.Errorf("as %s: portoctl --transport=varlink list with the socket in state_dir: %s", u.Name, r)
+			continue
+		}
+		e.OK(t, u, "run", "vl-"+u.Name, "command=id -u")
+		e.WaitState(t, u, "vl-"+u.Name, "dead")
+		e.Expect(t, u, u.Name, "get", "vl-"+u.Name, "owner_user")
+		e.OK(t, u, "destroy", "vl-"+u.Name)
+	}
+}

@@ -137,7 +137,8 @@ type Env struct {
 
 	// Varlink makes Ctl talk to portod over its Varlink socket
 	// (--transport=varlink) instead of the private bus.
-	Varlink bool
+	Varlink     bool
+	varlinkPath string // varlink_socket, when the test chose it
 
 	bus       *exec.Cmd
 	busDone   chan error
@@ -172,6 +173,14 @@ func randHex(n int) string {
 // org.porto.Manager answers, and registers teardown with leak checks.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
+	return NewEnvWith(t, nil)
+}
+
+// NewEnvWith is NewEnv with porto.conf settings of the caller's: each
+// "key = value" in conf replaces the harness's own line for key. Values may
+// use {dir} and {state} for the env's directory and state_dir.
+func NewEnvWith(t *testing.T, conf []string) *Env {
+	t.Helper()
 	requireRoot(t)
 	e := &Env{t: t, Bin: binDir(t)}
 	dir, err := os.MkdirTemp("", "porto-itest-")
@@ -192,14 +201,19 @@ func NewEnv(t *testing.T) *Env {
 	t.Cleanup(e.Close)
 
 	e.startBus()
-	e.writeConf(nil)
+	e.writeConf(conf)
 	e.StartPortod()
 	e.stateBefore = listFiles(e.StateDir)
 	return e
 }
 
 // VarlinkSocket is where this env's portod serves Varlink.
-func (e *Env) VarlinkSocket() string { return filepath.Join(e.Dir, "varlink.sock") }
+func (e *Env) VarlinkSocket() string {
+	if e.varlinkPath != "" {
+		return e.varlinkPath
+	}
+	return filepath.Join(e.Dir, "varlink.sock")
+}
 
 // writeConf writes porto.conf for this env; extra lines override defaults.
 func (e *Env) writeConf(extra []string) {
@@ -219,7 +233,20 @@ func (e *Env) writeConf(extra []string) {
 		"stop_timeout = 10s",
 		"log_level = debug",
 	}
-	lines = append(lines, extra...)
+	for _, x := range extra {
+		x = strings.NewReplacer("{dir}", e.Dir, "{state}", e.StateDir).Replace(x)
+		k, _, _ := strings.Cut(x, "=")
+		k = strings.TrimSpace(k)
+		lines = slices.DeleteFunc(lines, func(l string) bool {
+			lk, _, ok := strings.Cut(l, "=")
+			return ok && strings.TrimSpace(lk) == k
+		})
+		lines = append(lines, x)
+		if k == "varlink_socket" {
+			_, v, _ := strings.Cut(x, "=")
+			e.varlinkPath = strings.TrimSpace(v)
+		}
+	}
 	if err := os.WriteFile(e.Conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
