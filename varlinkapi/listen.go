@@ -42,8 +42,8 @@ const inheritMinFD = 100
 // "varlink"); the one the supervisor master handed down (PassActivated);
 // else a socket bound at path (its directory is created; a stale socket
 // file is removed, anything else there is an error; mode 0666). A socket
-// under /run gets a symlink in RegistryDir, which Close removes if Listen
-// made it.
+// under /run gets a symlink in RegistryDir; closing a socket Listen bound
+// removes it.
 func Listen(path string) (net.Listener, error) {
 	l, err := activated()
 	if err != nil {
@@ -61,6 +61,11 @@ func Listen(path string) (net.Listener, error) {
 	rl := &listener{Listener: l}
 	if strings.HasPrefix(path, registryPrefix) && RegistryDir != "" {
 		rl.link, rl.target = register(path, bound)
+		if !bound {
+			// The socket outlives portod (systemd holds it): so does its
+			// registry entry.
+			rl.link = ""
+		}
 	}
 	return rl, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -188,4 +189,25 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("messages do not add up to the input")
 		}
 	})
+}
+
+// docs/varlink-api.md mentions every method and error of the interface.
+func TestDocsCoverInterface(t *testing.T) {
+	doc, err := os.ReadFile("../docs/varlink-api.md")
+	if err != nil {
+		t.Skip("docs not found:", err)
+	}
+	for _, line := range strings.Split(Description, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || (f[0] != "method" && f[0] != "error") {
+			continue
+		}
+		name := f[1]
+		if i := strings.IndexByte(name, '('); i >= 0 {
+			name = name[:i]
+		}
+		if !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/varlink-api.md does not mention %s %s", f[0], name)
+		}
+	}
 }
