@@ -199,7 +199,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal("no [Service] section")
 	}
 	want := map[string]string{
-		"Type":         "dbus",
+		"Type":         "notify",
 		"BusName":      api.BusName,
 		"KillMode":     "process",
 		"NotifyAccess": "all",

@@ -230,7 +230,12 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 		srv.Close()
 		return 1
 	}
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	if supFd < 0 {
+		// Only the main process may say STOPPING=1: from a supervised
+		// worker (which the master restarts) it would put porto.service
+		// into "deactivating" and have systemd kill the master.
+		daemon.SdNotify(false, daemon.SdNotifyStopping)
+	}
 	srv.Close()
 	return 0
 }
