@@ -66,7 +66,6 @@ func (m *Manager) applyLimitsWith(c *Container, key, val string) error {
 	return nil
 }
 
-
 // parseCores reads "1.5c" (cores), "50%" or "50" (percent of the whole
 // machine); "0" is unlimited.
 func parseCores(v string) (float64, error) {

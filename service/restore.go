@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -69,16 +70,36 @@ func (m *Manager) reconcile(c *Container) bool {
 	same := pid > 0 && procStartTime(pid) == r.RootStart && r.RootStart != 0
 	switch r.State {
 	case api.StateStopped:
-		if pid > 0 {
-			// A start was interrupted: its process waited for a config that
-			// never came. Make sure it is gone and clean up.
+		// A start may have been cut short at any step before its record
+		// said running: cgroups made, working directory made, process
+		// spawned (waiting for a config that never came, or already
+		// running the command if the kill hit between the release and the
+		// record of its start time, so "same" cannot be known). Its
+		// process was attached to the cgroups before the record got its
+		// pid: kill whatever is in them, then clean up.
+		wd := filepath.Join(m.cfg.Place, c.name)
+		strayDir := false
+		if r.WorkDir == "" && m.value(c, "root") == "/" {
+			if _, err := os.Lstat(wd); err == nil {
+				strayDir = true
+			}
+		}
+		if pid > 0 || strayDir || m.cg.Exists(c.name) {
 			if same {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
-			m.cleanupRun(c)
-			m.removeCgroups(c)
-			c.rec.RootPid, c.rec.RootStart = 0, 0
-			m.save(c)
+			if strayDir {
+				c.rec.WorkDir = wd
+			}
+			// The cleanup may wait for zombies in the cgroups, which are
+			// reaped only once exits are dispatched (after Run): do it in
+			// the background, holding c's operation lock (uncontended now)
+			// so that no operation sees the container half cleaned.
+			l, _ := m.lock(c, false)
+			go func() {
+				defer l.unlock()
+				m.cleanupInterrupted(c)
+			}()
 		}
 		return false
 	case api.StateDead:
@@ -113,6 +134,32 @@ func (m *Manager) reconcile(c *Container) bool {
 		m.watchForeign(c, pid)
 	}
 	return true
+}
+
+// cleanupInterrupted undoes a start that a crash cut short: it kills what
+// is in c's cgroups, removes its files and cgroups (retrying while zombies
+// wait to be reaped) and records it as stopped with no process. The
+// caller holds c's operation lock.
+func (m *Manager) cleanupInterrupted(c *Container) {
+	deadline := time.Now().Add(m.cfg.KillTimeout + 5*time.Second)
+	for {
+		m.killRest(c)
+		m.waitEmpty(c, m.cfg.KillTimeout)
+		err := m.cg.Remove(c.name)
+		if err == nil || time.Now().After(deadline) {
+			if err != nil {
+				m.log.Warn("cannot remove cgroups of an interrupted start", "container", c.name, "err", err)
+			}
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m.cleanupRun(c)
+	c.mu.Lock()
+	c.rec.RootPid, c.rec.RootStart = 0, 0
+	c.mu.Unlock()
+	m.save(c)
+	m.log.Info("cleaned up a start cut short by a crash", "container", c.name)
 }
 
 func (m *Manager) markDeadRestored(c *Container) {

@@ -77,6 +77,9 @@ func (m *Manager) plan(c *Container) (*runPlan, error) {
 	if cfg.Rlimits, err = ParseUlimit(m.value(c, "ulimit")); err != nil {
 		return nil, err
 	}
+	if err := checkRlimits(cfg.Rlimits); err != nil {
+		return nil, err
+	}
 	userEnv, err := ParseEnv(m.value(c, "env"))
 	if err != nil {
 		return nil, err
@@ -452,4 +455,47 @@ func procState(pid int) string {
 		return ""
 	}
 	return s[i+2 : i+3]
+}
+
+// checkRlimits refuses, before anything starts, a hard limit above the
+// daemon's own when the daemon may not raise it (no CAP_SYS_RESOURCE).
+func checkRlimits(ls []isolation.Rlimit) error {
+	if hasCap(capSysResource) {
+		return nil
+	}
+	for _, l := range ls {
+		var cur unix.Rlimit
+		if err := unix.Getrlimit(l.Resource, &cur); err != nil {
+			continue
+		}
+		if l.Hard > cur.Max {
+			return api.Errorf(api.ResourceNotAvailable, "ulimit %s: hard limit %s exceeds this host's %s, and porto lacks CAP_SYS_RESOURCE to raise it",
+				isolation.RlimitName(l.Resource), rlimString(l.Hard), rlimString(cur.Max))
+		}
+	}
+	return nil
+}
+
+func rlimString(v uint64) string {
+	if v == rlimInfinity {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+const capSysResource = 24
+
+// hasCap reports whether this process has capability n in its effective set.
+func hasCap(n uint) bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<n) != 0
+		}
+	}
+	return false
 }

@@ -20,6 +20,14 @@ type store struct {
 const recordSuffix = ".json"
 
 func newStore(stateDir string) (*store, error) {
+	// state_dir also holds the varlink socket, which every user may
+	// reach; the container records are root's only.
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if st, err := os.Stat(stateDir); err == nil && st.Mode().Perm()&0o005 != 0o005 {
+		os.Chmod(stateDir, st.Mode().Perm()|0o755)
+	}
 	dir := filepath.Join(stateDir, "containers")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
