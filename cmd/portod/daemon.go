@@ -140,7 +140,9 @@ func runWorker(args []string) int {
 	if err != nil {
 		return fatalf("%s", api.AsError(err).Message())
 	}
-	return serve(cfg, newLogger(cfg.LogLevel).With("proc", "worker"), f.supervisorFd)
+	log := newLogger(cfg.LogLevel).With("proc", "worker")
+	startProfiling(log)
+	return serve(cfg, log, f.supervisorFd)
 }
 
 // serve runs the D-Bus service until SIGTERM/SIGINT, or until the
