@@ -273,10 +273,8 @@ func rcSetupAllStates(t *testing.T, e *Env) {
 	e.OK(t, r, "set", "stopped", "command", "sleep 5")
 	// meta with running children (one of them a meta with a child)
 	e.OK(t, r, "create", "meta")
-	e.OK(t, r, "set", "meta", "isolate", "false") // TEMP
 	e.OK(t, r, "run", "meta/a", "command=sleep 1000")
 	e.OK(t, r, "create", "meta/sub")
-	e.OK(t, r, "set", "meta/sub", "isolate", "false") // TEMP
 	e.OK(t, r, "run", "meta/sub/b", "command=sleep 1000")
 	// paused
 	e.OK(t, r, "run", "paused", "command=sleep 1000")
@@ -424,7 +422,6 @@ func TestRecoveryAllKilled(t *testing.T) {
 	e.OK(t, r, "run", "keep", "command=sleep 1000")
 	e.OK(t, r, "run", "keep2", "command=sleep 1000", "isolate=false")
 	e.OK(t, r, "create", "meta")
-	e.OK(t, r, "set", "meta", "isolate", "false") // TEMP
 	e.OK(t, r, "run", "meta/child", "command=sleep 1000")
 	e.OK(t, r, "run", "lost", "command=sleep 1000")
 	e.OK(t, r, "run", "dead1", "command=false")
