@@ -37,7 +37,9 @@ type Config struct {
 	StderrPath string `json:"stderr_path,omitempty"`
 
 	// InitFD, when > 0, is the number (in the stage) of an open porto-init
-	// binary to execute as pid 1 instead of Argv[0] (meta containers).
+	// binary to execute as pid 1 instead of looking up Argv[0] (meta
+	// containers). Argv is then porto-init's own argv: ["porto-init"] (or
+	// empty) holds the namespaces, ["porto-init", "--", CMD...] runs CMD.
 	InitFD int `json:"init_fd,omitempty"`
 	// CgroupProcs lists cgroup.procs files the stage writes "0" into
 	// before anything else, to join its cgroups itself.

@@ -40,8 +40,8 @@
 // (per-thread setfsuid/setfsgid and groups); drops the capability bounding
 // set (Capabilities); switches groups, gid and uid; and execs Argv[0] with
 // execvpe semantics (PATH from Config.Env), or the porto-init binary open
-// at Config.InitFD ("porto-init" with no command, or "porto-init --
-// ARGV..."). Nothing of portod remains after the exec: in an isolated app
+// at Config.InitFD with Argv as its argv (["porto-init"] holds the
+// namespaces, ["porto-init", "--", CMD...] wraps CMD). Nothing of portod remains after the exec: in an isolated app
 // container the command itself is pid 1.
 //
 // Mount targets inside the root are resolved component by component with

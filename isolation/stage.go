@@ -28,7 +28,8 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // It reads the Config from fd 3 (exiting quietly if the parent closes the
 // socket first), joins Config.CgroupProcs, sets up mounts, pivot_root,
 // hostname, rlimits, stdio, cwd, credentials and capabilities, and execs
-// the command. Any failure is reported as a *StartError on fd 3, and the
+// the command (or the porto-init binary at Config.InitFD, with Argv as its
+// argv). Any failure is reported as a *StartError on fd 3, and the
 // stage exits with status 127.
 func RunStage() {
 	// Credentials and the final execve are per-thread: keep everything on
@@ -331,12 +332,13 @@ func execvpe(argv, env []string) *StartError {
 	return NewStartError(op, syscall.ENOENT)
 }
 
-// execInit runs the porto-init binary open at cfg.InitFD: with no command
-// it holds the namespaces, otherwise it runs "porto-init -- ARGV...".
+// execInit runs the porto-init binary open at cfg.InitFD with cfg.Argv as
+// its argv (["porto-init"] when empty): ["porto-init"] holds the
+// namespaces, ["porto-init", "--", CMD...] runs CMD under it.
 func execInit(cfg *Config) *StartError {
-	argv := []string{"porto-init"}
-	if len(cfg.Argv) > 0 {
-		argv = append(append(argv, "--"), cfg.Argv...)
+	argv := cfg.Argv
+	if len(argv) == 0 {
+		argv = []string{"porto-init"}
 	}
 	op := "execveat(porto-init)"
 	// Prefer syscall.Exec through /proc: it also restores the soft

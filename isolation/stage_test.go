@@ -587,7 +587,7 @@ func TestInit(t *testing.T) {
 	null, _ := os.OpenFile("/dev/null", os.O_WRONLY, 0)
 	defer null.Close()
 
-	cfg := isolation.Config{Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
+	cfg := isolation.Config{Argv: []string{"porto-init"}, Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
 	pid, parent := launch(t, cfg, isolation.LaunchSpec{}, null, null, initBin)
 	err := isolation.WaitExec(parent)
 	parent.Close()
@@ -623,7 +623,7 @@ func TestInit(t *testing.T) {
 		t.Errorf("porto-init on SIGTERM: status %#x", ws)
 	}
 
-	cfg = isolation.Config{Argv: sh("echo $$; exit 3"), Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
+	cfg = isolation.Config{Argv: append([]string{"porto-init", "--"}, sh("echo $$; exit 3")...), Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
 	out2, _ := os.Create(filepath.Join(t.TempDir(), "out"))
 	defer out2.Close()
 	pid, parent = launch(t, cfg, isolation.LaunchSpec{}, out2, out2, initBin)
