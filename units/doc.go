@@ -46,9 +46,15 @@
 // memory_guarantee are NotSupported there. A nested container created, or
 // limited, before its first-level scope exists (a meta parent without
 // processes) gets its delegated cgroups and limits when the scope starts.
-// Known gap: systemd removes a scope's cgroups as soon as it is empty, so
-// the counters of a dead first-level container (memory.oom_control's
-// oom_kill among them) may be gone before they are read.
+// systemd removes a scope's cgroups as soon as it is empty, so the counters
+// of a dead first-level container may be gone before porto reads them. Its
+// OOMs are kept: the driver subscribes to the scope's memory.oom_control
+// through cgroup.event_control (an eventfd, signalled on every OOM and once
+// more on removal, told apart by a second eventfd that only the removal
+// signals) when the scope starts, or when a restarted porto first looks at
+// it, and Stats of a dead first-level container reports what it counted.
+// Not covered: OOMs of nested containers' own memory cgroups after the
+// whole scope is gone (their own Stats are read while the scope lives).
 //
 // # Limits
 //

@@ -65,6 +65,7 @@ type Systemd struct {
 	mu      sync.Mutex
 	locks   map[string]*sync.Mutex // per first-level container
 	pending map[string]*Limits     // limits of containers whose cgroups wait for their scope
+	ooms    map[string]*oomWatch   // OOM counters of first-level containers' scope cgroups
 }
 
 // SystemdAvailable reports whether systemd answers on the system bus.
@@ -107,7 +108,7 @@ func NewSystemd(opts SystemdOptions) (*Systemd, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Systemd{v: v, opts: opts, slice: sliceName(opts.Root), locks: map[string]*sync.Mutex{}, pending: map[string]*Limits{}}
+	s := &Systemd{v: v, opts: opts, slice: sliceName(opts.Root), locks: map[string]*sync.Mutex{}, pending: map[string]*Limits{}, ooms: map[string]*oomWatch{}}
 	v.rel = s.rel
 	ctx, cancel := context.WithTimeout(context.Background(), opts.JobTimeout)
 	defer cancel()
@@ -124,6 +125,53 @@ func (s *Systemd) Close() {
 	defer s.connMu.Unlock()
 	if s.conn != nil {
 		s.conn.Close()
+	}
+	s.mu.Lock()
+	for k, w := range s.ooms {
+		w.close()
+		delete(s.ooms, k)
+	}
+	s.mu.Unlock()
+}
+
+// watchOOM subscribes to the OOMs of first's scope memory cgroup (once;
+// also for scopes started by an earlier porto process) so that a dead
+// first-level container still reports them after systemd removed it.
+func (s *Systemd) watchOOM(first string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ooms[first] != nil {
+		return
+	}
+	dir := s.v.dir("memory", first)
+	if !isDir(dir) {
+		return
+	}
+	w, err := newOOMWatch(dir)
+	if err != nil {
+		s.opts.Log.Warn("cannot watch OOMs; oom_killed may be missed once the scope is gone", "container", first, "err", err)
+		return
+	}
+	s.ooms[first] = w
+}
+
+// oomCount is what first's OOM watch has seen (see oomWatch.count).
+func (s *Systemd) oomCount(first string, wait time.Duration) uint64 {
+	s.mu.Lock()
+	w := s.ooms[first]
+	s.mu.Unlock()
+	if w != nil {
+		return w.count(wait)
+	}
+	return 0
+}
+
+func (s *Systemd) unwatchOOM(first string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w := s.ooms[first]; w != nil {
+		w.close()
+		delete(s.ooms, first)
 	}
 }
 
@@ -374,6 +422,8 @@ func (s *Systemd) startScope(first string, pid int) error {
 	if err := s.ensureOwn(first, true); err != nil {
 		return err
 	}
+	s.unwatchOOM(first) // a watch of an earlier scope of that name
+	s.watchOOM(first)
 	// Nested containers created before the scope: make their delegated
 	// cgroups (parents first) and apply what they wait for.
 	dirs, err := subdirs(s.v.dir("freezer", first))
@@ -695,6 +745,7 @@ func (s *Systemd) Remove(name string) error {
 		}
 	}
 	s.v.reg.forget(n)
+	s.unwatchOOM(first)
 	if len(errs) > 0 {
 		return fmt.Errorf("remove cgroups of %q: %w", n, errors.Join(errs...))
 	}
@@ -714,7 +765,19 @@ func (s *Systemd) Freeze(name string) error { return s.v.Freeze(name) }
 func (s *Systemd) Thaw(name string) error { return s.v.Thaw(name) }
 
 // Frozen reports whether the container is frozen.
-func (s *Systemd) Frozen(name string) (bool, error) { return s.v.Frozen(name) }
+func (s *Systemd) Frozen(name string) (bool, error) {
+	s.watchRestored(name)
+	return s.v.Frozen(name)
+}
+
+// watchRestored starts the OOM watch of a running first-level container
+// that an earlier porto process started (the service reconciles every
+// restored container through Frozen or Stats).
+func (s *Systemd) watchRestored(name string) {
+	if n, err := cleanName(name); err == nil && n != "" && !strings.Contains(n, "/") {
+		s.watchOOM(n)
+	}
+}
 
 // Exists reports whether the container's (freezer) cgroup exists.
 func (s *Systemd) Exists(name string) bool { return s.v.Exists(name) }
@@ -723,6 +786,7 @@ func (s *Systemd) Exists(name string) bool { return s.v.Exists(name) }
 // first-level container whose scope has not started, or has stopped and
 // been cleaned up by systemd, has only porto's own counters.
 func (s *Systemd) Stats(name string) (Stats, error) {
+	s.watchRestored(name)
 	st, err := s.v.Stats(name)
 	if err == nil {
 		return st, nil
@@ -731,13 +795,27 @@ func (s *Systemd) Stats(name string) (Stats, error) {
 	if cerr != nil || n == "" || !s.v.Exists(n) {
 		return st, err
 	}
-	if isDir(s.v.dir("memory", n)) {
+	first, _, _ := strings.Cut(n, "/")
+	if s.scopeActive(first) {
 		return st, err
 	}
+	// The scope is gone or going: systemd removes its cgroups one
+	// hierarchy after the other. What is left, and the OOMs seen by the
+	// watch (whose removal signal may still be in flight in the kernel).
 	var part Stats
 	part.CPUUsage, _ = readUint(s.v.dir("cpuacct", n) + "/cpuacct.usage")
 	if pids, perr := readProcs(s.v.dir("freezer", n)); perr == nil {
 		part.ProcessCount = uint64(len(pids))
+	}
+	if b, err := readFile(s.v.dir("memory", n) + "/memory.oom_control"); err == nil {
+		part.OOMKills = parseKeyed(b)["oom_kill"]
+	}
+	if n == first {
+		wait := time.Second
+		if isDir(s.v.dir("memory", n)) {
+			wait = 0
+		}
+		part.OOMKills = max(part.OOMKills, s.oomCount(n, wait))
 	}
 	return part, nil
 }

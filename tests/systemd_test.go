@@ -1,0 +1,424 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The systemd tier: a real systemd (PID 1 of its own namespaces), a real
+// system dbus-daemon and polkitd, booted by tests/sandbox/sandbox.sh. porto
+// is installed inside with "make install" and driven with portoctl and
+// systemctl, as an administrator would. It needs root, PORTO_ROOT_TESTS=1
+// and PORTO_SANDBOX_TESTS=1 (set by .ci/run); PORTO_SANDBOX_STRICT=1 makes
+// any change of the host's mount table, cgroups or /tmp fail (CI: nothing
+// else runs there), else only changes the sandbox could have made fail.
+
+// sandbox drives one instance of tests/sandbox/sandbox.sh.
+type sandbox struct {
+	script string
+	repo   string
+	env    []string
+}
+
+func requireSandbox(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	if os.Getenv("PORTO_SANDBOX_TESTS") != "1" {
+		t.Skip("real-systemd sandbox test: set PORTO_SANDBOX_TESTS=1 (and PORTO_ROOT_TESTS=1, as root)")
+	}
+	for _, p := range []string{"/lib/systemd/systemd", "/lib/systemd/system/dbus.service", "/lib/systemd/system/polkit.service"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("real-systemd sandbox test: %v", err)
+		}
+	}
+	for _, c := range []string{"unshare", "nsenter", "setpriv", "make", "bc"} {
+		if _, err := exec.LookPath(c); err != nil {
+			t.Skipf("real-systemd sandbox test: %v", err)
+		}
+	}
+}
+
+func (s *sandbox) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, s.script, args...)
+	c.Env = append(os.Environ(), s.env...)
+	c.WaitDelay = time.Second
+	return c
+}
+
+// run runs the harness with args; it returns the combined output.
+func (s *sandbox) run(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out bytes.Buffer
+	c := s.cmd(ctx, args...)
+	c.Stdout, c.Stderr = &out, &out
+	err := c.Run()
+	return strings.TrimRight(out.String(), "\n"), err
+}
+
+// sh runs a shell script inside the sandbox (root, in its root cgroup).
+func (s *sandbox) sh(script string) (string, error) {
+	return s.run(60*time.Second, "exec", "/bin/sh", "-c", script)
+}
+
+// ok runs script inside and fails t if it fails; it returns the output.
+func (s *sandbox) ok(t *testing.T, script string) string {
+	t.Helper()
+	out, err := s.sh(script)
+	if err != nil {
+		t.Fatalf("in the sandbox: %s\n%s\n(%v)", script, out, err)
+	}
+	return out
+}
+
+// hostState is what acceptance 3 compares: the host's mount table, the
+// listing of /sys/fs/cgroup and of each hierarchy's root, and /tmp.
+type hostState map[string][]string
+
+func snapshotHost(t *testing.T) hostState {
+	st := hostState{}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st["mountinfo"] = strings.Split(strings.TrimSpace(string(mi)), "\n")
+	ls := func(dir string) []string {
+		ents, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range ents {
+			kind := "f"
+			if e.IsDir() {
+				kind = "d"
+			}
+			names = append(names, kind+" "+filepath.Join(dir, e.Name()))
+		}
+		sort.Strings(names)
+		return names
+	}
+	st["/sys/fs/cgroup"] = ls("/sys/fs/cgroup")
+	for _, e := range st["/sys/fs/cgroup"] {
+		if d := strings.TrimPrefix(e, "d "); d != e {
+			st["cgroups"] = append(st["cgroups"], ls(d)...)
+		}
+	}
+	st["/tmp"] = ls("/tmp")
+	return st
+}
+
+// diffLines returns the lines only in a ("-") and only in b ("+").
+func diffLines(a, b []string) []string {
+	var d []string
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			d = append(d, "- "+l)
+		}
+	}
+	for _, l := range b {
+		if !slices.Contains(a, l) {
+			d = append(d, "+ "+l)
+		}
+	}
+	return d
+}
+
+// compareHost reports (and fails t on) host changes: any change when
+// strict; else only those the sandbox named name could have caused.
+func compareHost(t *testing.T, before, after hostState, name string, strict bool) {
+	t.Helper()
+	for _, k := range []string{"mountinfo", "/sys/fs/cgroup", "cgroups", "/tmp"} {
+		d := diffLines(before[k], after[k])
+		if len(d) == 0 {
+			t.Logf("host %s: unchanged (%d entries)", k, len(after[k]))
+			continue
+		}
+		ours := strict || k == "/sys/fs/cgroup"
+		for _, l := range d {
+			switch {
+			case strings.Contains(l, name):
+				ours = true
+			case k == "mountinfo" && strings.Contains(l, " /sys/fs/cgroup"):
+				ours = true
+			case k == "cgroups" && (strings.HasPrefix(l, "+ f ") || strings.HasPrefix(l, "- f ")):
+				ours = true // a hierarchy's own files never change
+			}
+		}
+		if ours {
+			t.Errorf("host %s CHANGED:\n%s", k, strings.Join(d, "\n"))
+		} else {
+			t.Logf("host %s changed by other tenants of this machine (PORTO_SANDBOX_STRICT=1 fails on it):\n%s", k, strings.Join(d, "\n"))
+		}
+	}
+	for _, e := range after["/sys/fs/cgroup"] {
+		if d := strings.TrimPrefix(e, "d "); d != e {
+			if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+				t.Errorf("host cgroup %s left over", filepath.Join(d, name))
+			}
+		}
+	}
+}
+
+// TestSystemdSandbox is issue 6's acceptance in a real systemd: bus
+// activation, delegated transient scopes, STATUS=, restart with 20
+// running containers, and a host left unchanged.
+func TestSystemdSandbox(t *testing.T) {
+	requireSandbox(t)
+	repo := filepath.Dir(repoFile(t, "Makefile"))
+	binDir(t) // bin/ must be built: "make install" inside does not rebuild
+	name := fmt.Sprintf("sbx-pt%d", os.Getpid())
+	work, err := os.MkdirTemp("/var/tmp", "sbx-ptests-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := os.Getenv("PORTO_SANDBOX_STRICT") == "1"
+	s := &sandbox{
+		script: repoFile(t, "tests/sandbox/sandbox.sh"),
+		repo:   repo,
+		env:    []string{"SBX_NAME=" + name, "SBX_WORKDIR=" + work, "SBX_RO_BINDS=" + repo},
+	}
+	if strict {
+		s.env = append(s.env, "SBX_STRICT=1")
+	}
+	before := snapshotHost(t)
+	t0 := time.Now()
+	out, err := s.run(90*time.Second, "up")
+	t.Logf("sandbox up (%v):\n%s", time.Since(t0).Round(time.Millisecond), out)
+	t.Cleanup(func() {
+		if t.Failed() {
+			if j, err := s.sh("journalctl --no-pager -o short-monotonic | tail -150"); err == nil {
+				t.Logf("journal of the sandbox (tail):\n%s", j)
+			}
+		}
+		out, err := s.run(60*time.Second, "down")
+		t.Logf("sandbox down:\n%s", out)
+		if err != nil {
+			t.Errorf("sandbox down: %v (state kept in %s)", err, work)
+		} else {
+			os.RemoveAll(work)
+		}
+		// acceptance 3: the host is unchanged.
+		compareHost(t, before, snapshotHost(t), name, strict)
+	})
+	if err != nil {
+		t.Fatalf("sandbox up: %v", err)
+	}
+
+	// make install of this tree (bound read-only), without rebuilding.
+	t.Logf("make install:\n%s", s.ok(t, "make -C "+repo+" -o build install 2>&1 && systemctl daemon-reload && echo daemon-reload: ok"))
+
+	t.Run("Activation", func(t *testing.T) { sandboxActivation(t, s) })
+	if t.Failed() {
+		return
+	}
+	t.Run("Restart20", func(t *testing.T) { sandboxRestart(t, s) })
+	t.Run("WorkerCrash", func(t *testing.T) { sandboxWorkerCrash(t, s) })
+	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
+	t.Run("DestroyAll", func(t *testing.T) {
+		s.ok(t, `for c in $(portoctl list | awk '{print $1}'); do case $c in */*) ;; *) portoctl destroy $c || exit 1;; esac; done`)
+		out := s.ok(t, "systemctl list-units --all --no-legend --plain 'porto-*' ; ls /sys/fs/cgroup/*/porto.slice/ 2>/dev/null | grep scope || true")
+		if strings.TrimSpace(out) != "" {
+			t.Errorf("scopes or cgroups left after destroying every container:\n%s", out)
+		}
+	})
+}
+
+// waitFor polls script inside until its output is want.
+func (s *sandbox) waitFor(t *testing.T, script, want string, timeout time.Duration) string {
+	t.Helper()
+	var out string
+	for end := time.Now().Add(timeout); ; {
+		out, _ = s.sh(script)
+		if out == want || time.Now().After(end) {
+			return out
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// acceptance 1
+func sandboxActivation(t *testing.T, s *sandbox) {
+	if out, _ := s.sh("systemctl is-active porto"); out != "inactive" {
+		t.Fatalf("before the first call: systemctl is-active porto = %q, want inactive", out)
+	}
+	out := s.ok(t, "portoctl list && systemctl is-active porto")
+	t.Logf("portoctl list; systemctl is-active porto:\n%s", out)
+	if !strings.HasSuffix(out, "active") || strings.HasSuffix(out, "inactive") {
+		t.Fatalf("the first portoctl list did not activate porto.service: %q", out)
+	}
+	if out := s.ok(t, "journalctl --no-pager -u dbus | grep -c \"Activating via systemd: service name='org.porto.Manager' unit='porto.service'\" || true"); out == "0" {
+		t.Errorf("dbus-daemon did not log the activation of porto.service")
+	}
+
+	s.ok(t, `portoctl run x command="sleep 1000"`)
+	pid := s.ok(t, "portoctl get x root_pid")
+	out = s.ok(t, "ps -o unit= -p "+pid+"; systemctl show -p Delegate porto-x.scope; systemctl show -p ControlGroup porto-x.scope; grep -E 'memory|freezer|name=systemd' /proc/"+pid+"/cgroup")
+	t.Logf("ps -o unit= -p %s; systemctl show -p Delegate/ControlGroup porto-x.scope; /proc/%s/cgroup:\n%s", pid, pid, out)
+	lines := strings.Split(out, "\n")
+	if strings.TrimSpace(lines[0]) != "porto-x.scope" {
+		t.Errorf("ps -o unit= of x's root pid = %q, want porto-x.scope", lines[0])
+	}
+	if len(lines) < 2 || lines[1] != "Delegate=yes" {
+		t.Errorf("want Delegate=yes, got %q", out)
+	}
+	if !strings.Contains(out, "memory:/porto.slice/porto-x.scope") || !strings.Contains(out, "freezer:/porto.slice/porto-x.scope") {
+		t.Errorf("x's process is not in its scope's cgroups:\n%s", out)
+	}
+	st := s.waitFor(t, "systemctl show -p StatusText --value porto", "1 containers, 1 running", 6*time.Second)
+	status := s.ok(t, "systemctl status porto --no-pager --lines=0 || true")
+	t.Logf("systemctl status porto:\n%s", status)
+	if st != "1 containers, 1 running" || !strings.Contains(status, `Status: "1 containers, 1 running"`) {
+		t.Errorf(`systemctl status porto: want the line Status: "1 containers, 1 running"`)
+	}
+	scope := s.ok(t, "systemctl status porto-x.scope --no-pager --lines=0 || true")
+	t.Logf("systemctl status porto-x.scope:\n%s", scope)
+	if !strings.Contains(scope, pid+" sleep 1000") {
+		t.Errorf("systemctl status porto-x.scope does not show the container's process %s", pid)
+	}
+}
+
+// rootPids maps every container to its root_pid.
+func (s *sandbox) rootPids(t *testing.T, names []string) map[string]string {
+	t.Helper()
+	out := s.ok(t, "for c in "+strings.Join(names, " ")+"; do echo $c $(portoctl get $c state) $(portoctl get $c root_pid); done")
+	m := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 || f[1] != "running" {
+			t.Errorf("container not running: %q", l)
+			continue
+		}
+		m[f[0]] = f[2]
+	}
+	return m
+}
+
+// acceptance 2
+func sandboxRestart(t *testing.T, s *sandbox) {
+	names := []string{"x"}
+	for i := 1; i < 20; i++ {
+		names = append(names, fmt.Sprintf("c%02d", i))
+	}
+	s.ok(t, `for c in `+strings.Join(names[1:], " ")+`; do portoctl run $c command="sleep 1000" || exit 1; done`)
+	before := s.rootPids(t, names)
+	if len(before) != 20 {
+		t.Fatalf("want 20 running containers, have %d", len(before))
+	}
+	if st := s.waitFor(t, "systemctl show -p StatusText --value porto", "20 containers, 20 running", 6*time.Second); st != "20 containers, 20 running" {
+		t.Errorf("StatusText = %q, want 20 containers, 20 running", st)
+	}
+	main0 := s.ok(t, "systemctl show -p MainPID --value porto")
+	t0 := time.Now()
+	s.ok(t, "systemctl restart porto")
+	took := time.Since(t0)
+	main1 := s.ok(t, "systemctl is-active porto && systemctl show -p MainPID --value porto")
+	t.Logf("systemctl restart porto: %v; MainPID %s -> %s", took.Round(time.Millisecond), main0, main1)
+	if strings.HasSuffix(main1, "\n"+main0) {
+		t.Errorf("MainPID did not change over the restart")
+	}
+	after := s.rootPids(t, names)
+	for _, n := range names {
+		if after[n] != before[n] {
+			t.Errorf("%s: root_pid %s before the restart, %s after", n, before[n], after[n])
+		}
+	}
+	// The processes really still run, each in its own scope.
+	var chk []string
+	for _, n := range names {
+		chk = append(chk, fmt.Sprintf(`kill -0 %s && [ "$(ps -o unit= -p %s)" = porto-%s.scope ] || echo "%s: process %s gone or out of its scope"`, before[n], before[n], n, n, before[n]))
+	}
+	if out := s.ok(t, strings.Join(chk, "\n")); out != "" {
+		t.Errorf("after the restart:\n%s", out)
+	}
+	t.Logf("all 20 containers running with the same root_pid, each in porto-<name>.scope")
+
+	// Managed again: stop one, kill one, destroy one, start a new one.
+	out := s.ok(t, `portoctl stop c01 && portoctl get c01 state && { kill -0 `+before["c01"]+` 2>/dev/null && echo alive || echo gone; } && { systemctl is-active porto-c01.scope || true; }`)
+	if out != "stopped\ngone\ninactive" {
+		t.Errorf("stop c01: got %q, want stopped, gone, inactive", out)
+	}
+	s.ok(t, "portoctl kill c02 9")
+	if st := s.waitFor(t, "portoctl get c02 state", "dead", 5*time.Second); st != "dead" {
+		t.Errorf("c02 after kill -9: state %q, want dead", st)
+	}
+	es, _ := s.sh("portoctl get c02 exit_status; portoctl get c02 exit_code 2>&1; portoctl get c02 oom_killed")
+	t.Logf("c02 (killed with SIGKILL after the restart): exit_status; exit_code; oom_killed:\n%s", es)
+	// The restarted master is not the parent of containers it inherited
+	// (they were reparented to systemd when the old master exited), so
+	// their exit status is unknown: porto says so with LostError.
+	if !strings.Contains(es, "LostError") && !strings.HasPrefix(es, "9\n") {
+		t.Errorf("c02: exit status should be 9 (SIGKILL) or reported unknown (LostError): %q", es)
+	}
+	if !strings.HasSuffix(es, "false") {
+		t.Errorf("c02: oom_killed should be false")
+	}
+	out, err := s.sh("portoctl destroy c03 && systemctl status porto-c03.scope --no-pager")
+	t.Logf("portoctl destroy c03; systemctl status porto-c03.scope: %v\n%s", err, out)
+	if err == nil || !strings.Contains(out, "could not be found") {
+		t.Errorf("the scope of a destroyed container still exists")
+	}
+	if out := s.ok(t, "ls -d /sys/fs/cgroup/*/porto.slice/porto-c03.scope 2>/dev/null || true; kill -0 "+before["c03"]+" 2>/dev/null && echo alive || true"); out != "" {
+		t.Errorf("c03 left behind: %s", out)
+	}
+	out = s.ok(t, `portoctl run n1 command="sleep 1000" && ps -o unit= -p $(portoctl get n1 root_pid) && systemctl show -p Delegate --value porto-n1.scope`)
+	if out != "porto-n1.scope\nyes" {
+		t.Errorf("a container started after the restart: %q, want porto-n1.scope and Delegate yes", out)
+	}
+	for _, n := range []string{"c01", "c02", "n1"} {
+		s.ok(t, "portoctl destroy "+n)
+	}
+}
+
+// A crash of the worker, and a SIGTERM of the worker alone, keep
+// porto.service active and the containers running.
+func sandboxWorkerCrash(t *testing.T, s *sandbox) {
+	worker := `M=$(systemctl show -p MainPID --value porto); for p in $(cat /proc/$M/task/*/children); do grep -q __worker /proc/$p/cmdline && echo $p; done`
+	pid := s.ok(t, "portoctl get x root_pid")
+	for _, sig := range []string{"KILL", "TERM"} {
+		w := s.ok(t, worker)
+		if _, err := strconv.Atoi(w); err != nil {
+			t.Fatalf("worker pid: %q", w)
+		}
+		s.ok(t, "kill -"+sig+" "+w)
+		var out string
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			out, _ = s.sh(worker)
+			if out != "" && out != w {
+				break
+			}
+		}
+		if out == "" || out == w {
+			t.Fatalf("no new worker after SIGKILL of %s", w)
+		}
+		// systemd must not react: no stop of the unit, for 1 s.
+		time.Sleep(time.Second)
+		st := s.ok(t, "systemctl show -p ActiveState -p SubState --value porto | tr '\\n' ' '; portoctl get x state; portoctl get x root_pid")
+		t.Logf("after SIG%s of the worker %s: new worker %s; porto ActiveState SubState, x's state, root_pid: %s", sig, w, out, st)
+		if st != "active running running\n"+pid {
+			t.Errorf("after SIG%s of the worker: %q, want porto.service active running and x running with root_pid %s", sig, st, pid)
+		}
+	}
+}
+
+// A first-level container killed by the OOM killer reports oom_killed even
+// though systemd removes its scope's cgroups as soon as it is empty.
+func sandboxOOM(t *testing.T, s *sandbox) {
+	s.ok(t, `portoctl run oom memory_limit=32M command="python3 -c 'b = bytearray(256 << 20)'"`)
+	if st := s.waitFor(t, "portoctl get oom state", "dead", 15*time.Second); st != "dead" {
+		t.Fatalf("oom: state %q, want dead", st)
+	}
+	out := s.ok(t, "portoctl get oom exit_status; portoctl get oom oom_killed; systemctl is-active porto-oom.scope || true")
+	t.Logf("oom: exit_status, oom_killed, scope: %s", out)
+	if !strings.Contains(out, "\ntrue\n") {
+		t.Errorf("oom: oom_killed is not true: %q", out)
+	}
+	s.ok(t, "portoctl destroy oom")
+}
