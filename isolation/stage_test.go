@@ -244,10 +244,12 @@ func TestRlimits(t *testing.T) {
 
 func TestCapabilities(t *testing.T) {
 	requireRoot(t)
-	cfg := isolation.Config{Argv: sh("grep CapBnd /proc/self/status"), Capabilities: []int{0, 12}}
-	if got := mustRun(t, cfg); !strings.HasSuffix(strings.TrimSpace(got), "0000000000001001") {
-		t.Errorf("bounding set %q", got)
+	cfg := isolation.Config{Argv: sh("grep -E 'CapBnd|CapEff' /proc/self/status"), Capabilities: []int{0, 12}}
+	got := mustRun(t, cfg)
+	if strings.Count(got, "0000000000001001") != 2 {
+		t.Errorf("bounding and effective sets %q", got)
 	}
+	cfg.Argv = sh("grep CapBnd /proc/self/status")
 	cfg.Capabilities = []int{}
 	if got := mustRun(t, cfg); !strings.HasSuffix(strings.TrimSpace(got), "0000000000000000") {
 		t.Errorf("empty bounding set %q", got)

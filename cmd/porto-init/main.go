@@ -13,6 +13,10 @@ import (
 )
 
 func main() {
+	// First thing: a signal that comes before we handle it would end us
+	// with the wrong status (or, as a namespace's init, be lost).
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT)
 	args := os.Args[1:]
 	switch {
 	case len(args) == 0:
@@ -33,8 +37,6 @@ func main() {
 	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	// Orphans of our subtree come to us even when we are not pid 1.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGQUIT)
 
 	target := 0 // the child whose exit ends us; 0: hold forever
 	if len(args) > 0 {
