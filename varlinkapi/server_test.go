@@ -57,7 +57,7 @@ type env struct {
 }
 
 // start serves b (a real manager over fakes when nil) on a new socket.
-func start(t testing.TB, b apiserver.Backend, opts Options) *env {
+func start(t testing.TB, b apiserver.Backend, opts Options, mods ...func(*Server)) *env {
 	t.Helper()
 	e := &env{}
 	if b == nil {
@@ -68,6 +68,9 @@ func start(t testing.TB, b apiserver.Backend, opts Options) *env {
 		opts.Logger = testLogger(t)
 	}
 	e.srv = newServer(b, opts)
+	for _, m := range mods {
+		m(e.srv)
+	}
 	e.path = filepath.Join(sockDir(t), "io.porto.Manager")
 	l, err := Listen(e.path)
 	if err != nil {
@@ -590,9 +593,20 @@ func TestConnectionCap(t *testing.T) {
 // refused and the connection closed once the rest are answered.
 func TestInFlightCap(t *testing.T) {
 	e := start(t, nil, Options{MaxInFlight: 4})
+	c := e.client(t)
+	if err := c.Create(e.ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetProperty(e.ctx, "s", "command", "sleep 1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(e.ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
 	r := e.raw(t)
 	var batch strings.Builder
-	batch.WriteString(`{"method":"io.porto.Manager.Wait","parameters":{"names":["/"],"timeout_ms":300}}` + "\x00")
+	// A Wait that lasts (s runs) holds the queue while the rest arrive.
+	batch.WriteString(`{"method":"io.porto.Manager.Wait","parameters":{"names":["s"],"timeout_ms":300}}` + "\x00")
 	for range 10 {
 		batch.WriteString(`{"method":"io.porto.Manager.Version"}` + "\x00")
 	}
@@ -700,20 +714,21 @@ func TestPermissions(t *testing.T) {
 	for _, interactive := range []bool{false, true} {
 		t.Run(fmt.Sprint("interactive=", interactive), func(t *testing.T) {
 			auth := &fakeAuth{}
-			e := start(t, nil, Options{Authorizer: auth})
 			// A second socket on the same server: whoever connects to it
 			// is treated as uid apitest.Other.
 			otherPath := filepath.Join(sockDir(t), "other")
+			e := start(t, nil, Options{Authorizer: auth}, func(s *Server) {
+				s.adjustPeer = func(c *net.UnixConn, p *peer) {
+					if c.LocalAddr().String() == otherPath {
+						p.id = apiserver.Identity{UID: apitest.Other, GID: apitest.Other, Groups: []uint32{apitest.Other}, Pid: p.id.Pid}
+					}
+				}
+			})
 			l, err := Listen(otherPath)
 			if err != nil {
 				t.Fatal(err)
 			}
 			go e.srv.Serve(l)
-			e.srv.adjustPeer = func(c *net.UnixConn, p *peer) {
-				if c.LocalAddr().String() == otherPath {
-					p.id = apiserver.Identity{UID: apitest.Other, GID: apitest.Other, Groups: []uint32{apitest.Other}, Pid: p.id.Pid}
-				}
-			}
 			apitest.RunPermissions(t, apitest.PermEnv{
 				Owner: e.client(t, client.WithInteractive(interactive)),
 				Become: func(uid uint32) apitest.Client {
@@ -756,7 +771,7 @@ func TestListen(t *testing.T) {
 		t.Fatalf("socket %v %v", fi.Mode(), err)
 	}
 	// A live socket is not taken over.
-	go func() {
+	go func(l net.Listener) {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -764,7 +779,7 @@ func TestListen(t *testing.T) {
 			}
 			c.Close()
 		}
-	}()
+	}(l)
 	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another process") {
 		t.Fatalf("Listen on a live socket: %v", err)
 	}
