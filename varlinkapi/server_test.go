@@ -842,3 +842,50 @@ func TestRegistry(t *testing.T) {
 		t.Fatal("registry link left after Close")
 	}
 }
+
+// Unanswered input over all connections is capped: beyond it a client is
+// refused and closed, and the server still serves others.
+func TestBufferedBytesCap(t *testing.T) {
+	e := start(t, nil, Options{MaxBufferedBytes: 600})
+	c := e.client(t)
+	if err := c.Create(e.ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetProperty(e.ctx, "s", "command", "sleep 1000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(e.ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.raw(t)
+	var batch strings.Builder
+	batch.WriteString(`{"method":"io.porto.Manager.Wait","parameters":{"names":["s"],"timeout_ms":300}}` + "\x00")
+	for range 20 {
+		batch.WriteString(`{"method":"io.porto.Manager.GetProperty","parameters":{"name":"s","key":"state"}}` + "\x00")
+	}
+	r.send(batch.String())
+	ok, refused := 0, 0
+	for {
+		rep, err := r.recv()
+		if err != nil {
+			break
+		}
+		switch {
+		case rep.Error == "":
+			ok++
+		case rep.Error == ErrorName(api.ResourceNotAvailable) && strings.Contains(fmt.Sprint(rep.Parameters["message"]), "busy"):
+			refused++
+		default:
+			t.Fatalf("reply %+v", rep)
+		}
+	}
+	if refused != 1 || ok < 2 || ok > 10 {
+		t.Fatalf("%d answered, %d refused", ok, refused)
+	}
+	if e.srv.buffered.Load() != 0 {
+		t.Errorf("%d bytes still counted", e.srv.buffered.Load())
+	}
+	if _, err := c.Version(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+}
