@@ -41,7 +41,7 @@ func requireSandbox(t *testing.T) {
 			t.Skipf("real-systemd sandbox test: %v", err)
 		}
 	}
-	for _, c := range []string{"unshare", "nsenter", "setpriv", "make", "bc"} {
+	for _, c := range []string{"unshare", "nsenter", "setpriv", "make"} {
 		if _, err := exec.LookPath(c); err != nil {
 			t.Skipf("real-systemd sandbox test: %v", err)
 		}
@@ -183,7 +183,16 @@ func TestSystemdSandbox(t *testing.T) {
 	s := &sandbox{
 		script: repoFile(t, "tests/sandbox/sandbox.sh"),
 		repo:   repo,
-		env:    []string{"SBX_NAME=" + name, "SBX_WORKDIR=" + work, "SBX_RO_BINDS=" + repo},
+		env:    []string{"SBX_NAME=" + name, "SBX_WORKDIR=" + work, "SBX_RO_BINDS=" + repo + " " + work},
+	}
+	// units' own systemd tests, built here and run inside (optional: needs go).
+	unitsTest := ""
+	if gobin, err := exec.LookPath("go"); err == nil {
+		unitsTest = filepath.Join(work, "units.test")
+		if out, err := exec.Command(gobin, "test", "-c", "-o", unitsTest, "../units").CombinedOutput(); err != nil {
+			t.Logf("go test -c ../units: %v\n%s", err, out)
+			unitsTest = ""
+		}
 	}
 	if strict {
 		s.env = append(s.env, "SBX_STRICT=1")
@@ -222,6 +231,16 @@ func TestSystemdSandbox(t *testing.T) {
 	t.Run("Restart20", func(t *testing.T) { sandboxRestart(t, s) })
 	t.Run("WorkerCrash", func(t *testing.T) { sandboxWorkerCrash(t, s) })
 	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
+	t.Run("UnitsSystemdDriver", func(t *testing.T) {
+		if unitsTest == "" {
+			t.Skip("no go to build the units tests")
+		}
+		out, err := s.run(120*time.Second, "exec", "/bin/sh", "-c", "cd "+repo+"/units && PORTO_SYSTEMD_TESTS=1 "+unitsTest+" -test.run Systemd -test.count=1 -test.v 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go'")
+		t.Logf("units tests of the systemd driver, inside the sandbox:\n%s", out)
+		if err != nil || !strings.Contains(out, "\nPASS") || strings.Contains(out, "--- FAIL") {
+			t.Errorf("units systemd tests failed in the sandbox (%v)", err)
+		}
+	})
 	t.Run("DestroyAll", func(t *testing.T) {
 		s.ok(t, `for c in $(portoctl list | awk '{print $1}'); do case $c in */*) ;; *) portoctl destroy $c || exit 1;; esac; done`)
 		out := s.ok(t, "systemctl list-units --all --no-legend --plain 'porto-*' ; ls /sys/fs/cgroup/*/porto.slice/ 2>/dev/null | grep scope || true")
@@ -411,7 +430,7 @@ func sandboxWorkerCrash(t *testing.T, s *sandbox) {
 // A first-level container killed by the OOM killer reports oom_killed even
 // though systemd removes its scope's cgroups as soon as it is empty.
 func sandboxOOM(t *testing.T, s *sandbox) {
-	s.ok(t, `portoctl run oom memory_limit=32M command="python3 -c 'b = bytearray(256 << 20)'"`)
+	s.ok(t, `portoctl run oom memory_limit=32M command="sh -c 'head -c 512M /dev/zero | tail'"`)
 	if st := s.waitFor(t, "portoctl get oom state", "dead", 15*time.Second); st != "dead" {
 		t.Fatalf("oom: state %q, want dead", st)
 	}

@@ -52,7 +52,9 @@
 // through cgroup.event_control (an eventfd, signalled on every OOM and once
 // more on removal, told apart by a second eventfd that only the removal
 // signals) when the scope starts, or when a restarted porto first looks at
-// it, and Stats of a dead first-level container reports what it counted.
+// it, and Stats of a dead first-level container reports what it counted
+// (OOM events, at least one when there was an OOM kill; not an exact kill
+// count once the cgroup is gone).
 // Not covered: OOMs of nested containers' own memory cgroups after the
 // whole scope is gone (their own Stats are read while the scope lives).
 //

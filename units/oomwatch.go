@@ -26,6 +26,10 @@ import (
 // gone is registered first: the kernel queues the removal signals newest
 // registration first, so once gone has fired the removal signal of oom
 // is in as well, and the OOMs are oom's signals minus one.
+//
+// It counts OOM events of the cgroup, not kills: one kill can take more
+// than one OOM (allocations that fail again before the victim is gone),
+// and an OOM may find no victim. Zero or not is what it tells exactly.
 type oomWatch struct {
 	mu        sync.Mutex
 	oom, gone int // eventfds; -1 once closed
@@ -95,13 +99,16 @@ func (w *oomWatch) poll() {
 }
 
 // count is the number of OOMs seen. When the cgroup is gone but its
-// removal not yet signalled (the kernel offlines it asynchronously), it
-// waits up to wait for the signal.
+// removal not yet signalled (the kernel offlines it asynchronously) and
+// there were signals, it waits up to wait for the removal.
 func (w *oomWatch) count(wait time.Duration) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.poll()
-	if !w.removed && w.gone >= 0 && wait > 0 {
+	// No signal at all: no OOM (it is signalled before its victim dies,
+	// so before the cgroup can be removed). Else wait for the removal, to
+	// know whether one of the signals is the removal's.
+	if !w.removed && w.signals > 0 && w.gone >= 0 && wait > 0 {
 		fds := []unix.PollFd{{Fd: int32(w.gone), Events: unix.POLLIN}}
 		unix.Poll(fds, int(wait/time.Millisecond))
 		w.poll()

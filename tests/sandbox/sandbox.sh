@@ -169,7 +169,7 @@ cmd_up() {
     snapshot_host "$STATE/host-before"
     write_units
     make_cgroups
-    local t0 i; t0=$(date +%s.%N)
+    local t0 i; t0=$(date +%s%N)
     # launcher (new session) -> "__enter" -> unshare -> "__stage2" (pid 1) -> systemd
     setsid -f /bin/bash "$SELF" __enter </dev/null >"$STATE/console.log" 2>&1
     for i in $(seq 1 100); do [ -s "$STATE/unshare.pid" ] && break; sleep 0.05; done
@@ -197,7 +197,7 @@ cmd_up() {
     echo "$PID1" > "$STATE/pid1"
     local st
     st=$(timeout "$SBX_TIMEOUT" "$SELF" exec systemctl is-system-running --wait 2>&1 || true)
-    log "PID1=$PID1 boot state: $st; boot time: $(echo "$(date +%s.%N) - $t0" | bc) s"
+    log "PID1=$PID1 boot state: $st; boot time: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     case "$st" in running|degraded) ;; *) log "boot did not finish; see $STATE/console.log"; return 1;; esac
     echo "PID1=$PID1"
 }
