@@ -122,8 +122,82 @@ func dynamicLimit(key string) func(m *Manager, c *Container, v string) error {
 	}
 }
 
-// vMemoryGuarantee refuses a guarantee that would overcommit the machine:
-// the sum of all guarantees plus a 2 GiB reserve must fit in RAM.
+// propUint is c's value of a size property, 0 when unset or unparsable.
+func propUint(c *Container, key string) uint64 {
+	v, _ := c.prop(key)
+	n, _ := strconv.ParseUint(v, 10, 64)
+	return n
+}
+
+// childrenSum is Porto's GetChildrenSum: over c's children, a child's own
+// non-zero value of key, else (recursively) its children's sum; except is
+// counted as exceptVal. The caller holds treeMu.
+func childrenSum(c *Container, key string, except *Container, exceptVal uint64) uint64 {
+	var sum uint64
+	for _, ch := range c.children {
+		if ch == except {
+			sum += exceptVal
+			continue
+		}
+		if v := propUint(ch, key); v > 0 {
+			sum += v
+		} else {
+			sum += childrenSum(ch, key, except, exceptVal)
+		}
+	}
+	return sum
+}
+
+// checkHierarchy is Porto's ValidHierarchicalProperty for memory_limit and
+// memory_guarantee (0 = not set): a non-zero value may not be below what
+// the children already have (summed as childrenSum does), nor above any
+// ancestor's non-zero value, and the parent's children together may not
+// exceed the parent's non-zero value. Unlike old Porto, 0 (unlimited) is
+// never refused for being below the children's sum. Refusals are
+// InvalidValue.
+func (m *Manager) checkHierarchy(c *Container, key string, n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	m.treeMu.RLock()
+	defer m.treeMu.RUnlock()
+	if kids := childrenSum(c, key, nil, 0); kids > 0 && n < kids {
+		return api.Errorf(api.InvalidValue, "%s %d is below the %d bytes its child containers have together", key, n, kids)
+	}
+	for a := c.parent; a != nil && !a.isRoot(); a = a.parent {
+		if v := propUint(a, key); v > 0 && n > v {
+			return api.Errorf(api.InvalidValue, "%s %d is above the %s %d of %s", key, n, key, v, a.name)
+		}
+	}
+	if p := c.parent; p != nil && !p.isRoot() {
+		if v := propUint(p, key); v > 0 {
+			if sum := childrenSum(p, key, c, n); sum > v {
+				return api.Errorf(api.InvalidValue, "%s %d would make the children of %s have %d bytes together, more than its %s %d", key, n, p.name, sum, key, v)
+			}
+		}
+	}
+	return nil
+}
+
+// vMemoryLimit is a size that passes the hierarchical check. A limit below
+// the current usage is refused by the cgroup driver when it is applied.
+func vMemoryLimit(m *Manager, c *Container, v string) (string, error) {
+	canon, err := vSize(0)(m, c, v)
+	if err != nil {
+		return "", err
+	}
+	n, _ := strconv.ParseUint(canon, 10, 64)
+	if err := m.checkHierarchy(c, "memory_limit", n); err != nil {
+		return "", err
+	}
+	return canon, nil
+}
+
+// vMemoryGuarantee refuses a guarantee that fails the hierarchical check,
+// or that would overcommit the machine: the guarantees of all containers
+// (summed as Porto did: a container with a guarantee of its own counts
+// that, not its children's) plus a 2 GiB reserve must fit in RAM
+// (ResourceNotAvailable).
 func vMemoryGuarantee(m *Manager, c *Container, v string) (string, error) {
 	canon, err := vSize(0)(m, c, v)
 	if err != nil {
@@ -133,21 +207,19 @@ func vMemoryGuarantee(m *Manager, c *Container, v string) (string, error) {
 	if n == 0 {
 		return canon, nil
 	}
-	total := memTotal()
-	var sum uint64
-	m.treeMu.RLock()
-	for _, o := range m.byName {
-		if o == c {
-			continue
-		}
-		if g, ok := o.prop("memory_guarantee"); ok {
-			x, _ := strconv.ParseUint(g, 10, 64)
-			sum += x
-		}
+	if err := m.checkHierarchy(c, "memory_guarantee", n); err != nil {
+		return "", err
 	}
+	total := memTotal()
+	root := c
+	for root.parent != nil {
+		root = root.parent
+	}
+	m.treeMu.RLock()
+	sum := childrenSum(root, "memory_guarantee", c, n)
 	m.treeMu.RUnlock()
-	if total > 0 && sum+n+memoryGuaranteeReserve > total {
-		return "", api.Errorf(api.ResourceNotAvailable, "memory_guarantee %s would overcommit the machine: %d bytes guaranteed elsewhere, %d reserved for the host, %d in all", v, sum, uint64(memoryGuaranteeReserve), total)
+	if total > 0 && sum+memoryGuaranteeReserve > total {
+		return "", api.Errorf(api.ResourceNotAvailable, "memory_guarantee %s would overcommit the machine: %d bytes guaranteed in all with it, %d reserved for the host, %d of RAM", v, sum, uint64(memoryGuaranteeReserve), total)
 	}
 	return canon, nil
 }
@@ -175,10 +247,27 @@ func notSupportedNet(key string) func(*Manager, *Container, string) (string, err
 	}
 }
 
+// netData answers every per-container network counter with NotSupported.
+// Containers share the host's network namespace and porto sets up no
+// traffic classes (net_cls + tc) for them, so there is no per-container
+// source of these counters; the host's per-interface counters would count
+// every process of the machine, and reporting them as the container's
+// would be false.
+func netData(key, desc string) *prop {
+	return &prop{name: key, desc: desc + " (not available: containers share the host network)", data: true,
+		get: func(_ *Manager, _ *Container) (string, error) {
+			return "", api.Errorf(api.NotSupported, "%s: containers share the host network and porto keeps no per-container traffic counters (no network namespace or traffic class of their own)", key)
+		}}
+}
+
 func init() {
 	register(
+		netData("net_bytes", "per-interface bytes sent"),
+		netData("net_packets", "per-interface packets sent"),
+		netData("net_drops", "per-interface packets dropped"),
+		netData("net_overlimits", "per-interface packets over the limit"),
 		&prop{name: "memory_limit", desc: "memory limit, bytes (suffixes K, M, G); 0: unlimited", dynamic: true,
-			def: constDef("0"), validate: vSize(0), apply: dynamicLimit("memory_limit")},
+			def: constDef("0"), validate: vMemoryLimit, apply: dynamicLimit("memory_limit")},
 		&prop{name: "memory_guarantee", desc: "memory guarantee, bytes; the sum over all containers plus 2G must fit in RAM", dynamic: true,
 			def: constDef("0"), validate: vMemoryGuarantee, apply: dynamicLimit("memory_guarantee")},
 		&prop{name: "recharge_on_pgfault", desc: "move memory charges to the container that faults the page", dynamic: true,
