@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/spf13/pflag"
 
 	"github.com/porto-dev/porto/api"
@@ -65,17 +66,11 @@ func parseFlags(name string, args []string, worker bool) (*flags, error) {
 func newLogger(level string) *slog.Logger {
 	var l slog.Level
 	l.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: l}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		// journald adds its own timestamps.
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{}
-			}
-			return a
-		}
+	// Under systemd, log natively to the journal with fields (CONTAINER=...).
+	if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
+		return slog.New(newJournalHandler(l))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }
 
 func loadConfig(f *flags) (service.Config, error) {
