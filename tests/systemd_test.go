@@ -230,6 +230,7 @@ func TestSystemdSandbox(t *testing.T) {
 	}
 	t.Run("Restart20", func(t *testing.T) { sandboxRestart(t, s) })
 	t.Run("WorkerCrash", func(t *testing.T) { sandboxWorkerCrash(t, s) })
+	t.Run("StopAndMasterCrash", func(t *testing.T) { sandboxStopAndMasterCrash(t, s) })
 	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
 	t.Run("UnitsSystemdDriver", func(t *testing.T) {
 		if unitsTest == "" {
@@ -440,4 +441,35 @@ func sandboxOOM(t *testing.T, s *sandbox) {
 		t.Errorf("oom: oom_killed is not true: %q", out)
 	}
 	s.ok(t, "portoctl destroy oom")
+}
+
+// "systemctl stop porto" and a SIGKILL of the master (the unit's main
+// process) leave the containers running; the next call re-activates porto
+// (stop), or systemd restarts it (Restart=on-failure), and it re-attaches
+// them.
+func sandboxStopAndMasterCrash(t *testing.T, s *sandbox) {
+	pid := s.ok(t, "portoctl get x root_pid")
+	out := s.ok(t, "systemctl stop porto; systemctl is-active porto; kill -0 "+pid+" && echo alive; ps -o unit= -p "+pid)
+	t.Logf("systemctl stop porto; is-active; x's process; its unit:\n%s", out)
+	if out != "inactive\nalive\nporto-x.scope" {
+		t.Errorf("after systemctl stop porto: %q, want inactive, x alive in porto-x.scope", out)
+	}
+	out = s.ok(t, "portoctl get x state && portoctl get x root_pid && systemctl is-active porto")
+	if out != "running\n"+pid+"\nactive" {
+		t.Errorf("after re-activation: %q, want x running with root_pid %s, porto active", out, pid)
+	}
+	main0 := s.ok(t, "systemctl show -p MainPID --value porto")
+	s.ok(t, "kill -KILL "+main0)
+	var main1 string
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		main1, _ = s.sh("systemctl is-active porto >/dev/null && systemctl show -p MainPID --value porto")
+		if main1 != "" && main1 != "0" && main1 != main0 {
+			break
+		}
+	}
+	out, _ = s.sh("portoctl get x state; portoctl get x root_pid; systemctl show -p NRestarts --value porto; systemctl show -p MainPID --value porto; M=$(systemctl show -p MainPID --value porto); ps -o pid=,args= --ppid $M; ps -eo pid=,args= | grep '[p]ortod __worker' | wc -l")
+	t.Logf("SIGKILL of the master %s: new MainPID %s; x state, root_pid, NRestarts, MainPID, master's children, number of workers:\n%s", main0, main1, out)
+	if f := strings.Split(out, "\n"); len(f) < 4 || f[0] != "running" || f[1] != pid || f[2] == "0" || f[len(f)-1] != "1" {
+		t.Errorf("after SIGKILL of the master: %q, want x running with root_pid %s, porto restarted by systemd, one worker", out, pid)
+	}
 }
