@@ -211,6 +211,7 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 	log.Info("serving", "bus_name", api.BusName, "version", api.Version)
 	daemon.SdNotify(false, daemon.SdNotifyReady)
 	go reportStatus(ctx, m)
+	go watchdog(ctx, m)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -289,4 +290,25 @@ func newCgroups(cfg service.Config, log *slog.Logger) (service.Cgroups, error) {
 		log.Info("systemd is not on the bus: managing cgroups directly (cgroupfs driver)", "root", cfg.CgroupRoot)
 	}
 	return units.NewCgroupfs(opts)
+}
+
+// watchdog pings systemd at half of WatchdogSec while the manager answers.
+func watchdog(ctx context.Context, m *service.Manager) {
+	every, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || every == 0 {
+		return
+	}
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			// A manager that cannot list its containers is wedged: stop pinging.
+			if _, err := m.List(ctx, service.Root); err == nil {
+				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			}
+		}
+	}
 }
