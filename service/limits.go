@@ -260,7 +260,9 @@ func netData(key, desc string) *prop {
 		}}
 }
 
-func init() {
+// registerLimits adds the cgroup-backed limit properties (props.go calls
+// it, so they list after the other properties and before the data).
+func registerLimits() {
 	register(
 		netData("net_bytes", "per-interface bytes sent"),
 		netData("net_packets", "per-interface packets sent"),

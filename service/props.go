@@ -286,7 +286,9 @@ func init() {
 			},
 			validate: vInt(0, 10*365*86400)},
 		&prop{name: "private", desc: "free-form text for the user (at most 4096 bytes)", dynamic: true, validate: vString(4096)},
-
+	)
+	registerLimits()
+	register(
 		// ---- data
 		&prop{name: "state", desc: "stopped, running, paused, dead or meta", data: true,
 			get: func(_ *Manager, c *Container) (string, error) { return string(c.state()), nil }},
