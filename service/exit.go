@@ -365,7 +365,19 @@ func (m *Manager) readStd(c *Container, which string) (string, error) {
 	if f.Path == "" {
 		return "", nil
 	}
-	fd, err := os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	var fd *os.File
+	open := func() (err error) {
+		fd, err = os.OpenFile(f.Path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		return err
+	}
+	if uid, gid, groups, asUser, lerr := m.pathCreds(c); lerr != nil {
+		return "", lerr
+	} else if asUser {
+		// A non-root owner reads only what the user could read.
+		err = runAs(uid, gid, groups, open)
+	} else {
+		err = open()
+	}
 	if err != nil {
 		if os.IsNotExist(err) {
 			return "", nil

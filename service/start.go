@@ -316,7 +316,15 @@ func (m *Manager) openStd(c *Container, p *runPlan) ([]*os.File, error) {
 			files = append(files, dup)
 			continue
 		}
-		f, id, err := createStd(path, p.uid, p.gid)
+		var f *os.File
+		var id stdFile
+		create := func() (err error) { f, id, err = createStd(path, p.uid, p.gid); return err }
+		if c.ownerUID() != 0 {
+			// A non-root owner's paths are used with the user's rights.
+			err = runAs(p.uid, p.gid, p.cfg.Groups, create)
+		} else {
+			err = create()
+		}
 		if err != nil {
 			return files, api.Errorf(api.Unknown, "%s: %v", which, err)
 		}
@@ -400,8 +408,19 @@ func (m *Manager) cleanupRun(c *Container) {
 	c.rec.OwnFiles, c.rec.WorkDir = nil, ""
 	c.rec.Stdout, c.rec.Stderr = stdFile{}, stdFile{}
 	c.mu.Unlock()
+	uid, gid, groups, asUser, err := m.pathCreds(c)
+	if err != nil && len(own) > 0 {
+		m.log.Warn("cannot remove the container's files: unknown user", "container", c.name, "files", own, "err", err)
+		own = nil
+	}
 	for _, f := range own {
-		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+		remove := func() error { return os.Remove(f) }
+		if asUser {
+			err = runAs(uid, gid, groups, remove)
+		} else {
+			err = remove()
+		}
+		if err != nil && !os.IsNotExist(err) {
 			m.log.Warn("cannot remove file", "container", c.name, "path", f, "err", err)
 		}
 	}
