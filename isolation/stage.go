@@ -99,6 +99,14 @@ func setup(cfg *Config, args []string) *StartError {
 	if se := setCredentials(cfg); se != nil {
 		return se
 	}
+	// A non-root container never gains privileges through execve: with a
+	// bind of the user's own /etc/pam.d over the host's (or the host's su
+	// bound into the user's root), setuid su would make it root on the host.
+	if cfg.UID != 0 {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return NewStartError("prctl(no_new_privs)", err)
+		}
+	}
 	// Nothing of ours may leak into the command: the sync socket closes
 	// when execve succeeds, which is how the parent learns it did.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
