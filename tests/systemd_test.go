@@ -232,6 +232,7 @@ func TestSystemdSandbox(t *testing.T) {
 	t.Run("WorkerCrash", func(t *testing.T) { sandboxWorkerCrash(t, s) })
 	t.Run("StopAndMasterCrash", func(t *testing.T) { sandboxStopAndMasterCrash(t, s) })
 	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
+	t.Run("Watchdog", func(t *testing.T) { sandboxWatchdog(t, s) })
 	t.Run("UnitsSystemdDriver", func(t *testing.T) {
 		if unitsTest == "" {
 			t.Skip("no go to build the units tests")
@@ -359,6 +360,12 @@ func sandboxRestart(t *testing.T, s *sandbox) {
 		t.Errorf("after the restart:\n%s", out)
 	}
 	t.Logf("all 20 containers running with the same root_pid, each in porto-<name>.scope")
+	// portod logs natively to the journal: the container is a field.
+	if j := s.ok(t, "journalctl --no-pager -u porto CONTAINER=c07 -o cat"); j == "" {
+		t.Errorf("journalctl -u porto CONTAINER=c07: nothing logged with the container as a field")
+	} else {
+		t.Logf("journalctl -u porto CONTAINER=c07 -o cat:\n%s", j)
+	}
 
 	// Managed again: stop one, kill one, destroy one, start a new one.
 	out := s.ok(t, `portoctl stop c01 && portoctl get c01 state && { kill -0 `+before["c01"]+` 2>/dev/null && echo alive || echo gone; } && { systemctl is-active porto-c01.scope || true; }`)
@@ -471,5 +478,23 @@ func sandboxStopAndMasterCrash(t *testing.T, s *sandbox) {
 	t.Logf("SIGKILL of the master %s: new MainPID %s; x state, root_pid, NRestarts, MainPID, master's children, number of workers:\n%s", main0, main1, out)
 	if f := strings.Split(out, "\n"); len(f) < 4 || f[0] != "running" || f[1] != pid || f[2] == "0" || f[len(f)-1] != "1" {
 		t.Errorf("after SIGKILL of the master: %q, want x running with root_pid %s, porto restarted by systemd, one worker", out, pid)
+	}
+}
+
+// With WatchdogSec set (a drop-in), the worker's pings keep porto.service
+// from being killed by systemd.
+func sandboxWatchdog(t *testing.T, s *sandbox) {
+	dropin := "/run/sbx/units/porto.service.d"
+	s.ok(t, "mkdir -p "+dropin+" && printf '[Service]\\nWatchdogSec=1s\\n' > "+dropin+"/watchdog.conf && systemctl daemon-reload && systemctl restart porto")
+	defer s.ok(t, "rm -r "+dropin+" && systemctl daemon-reload && systemctl restart porto")
+	before := s.ok(t, "systemctl show -p WatchdogUSec -p NRestarts -p MainPID porto")
+	time.Sleep(3500 * time.Millisecond)
+	after := s.ok(t, "systemctl show -p WatchdogUSec -p NRestarts -p MainPID porto")
+	t.Logf("WatchdogSec=1s; before and 3.5 s later:\n%s\n%s", before, after)
+	if !strings.Contains(before, "WatchdogUSec=1s") {
+		t.Fatalf("the drop-in did not apply: %s", before)
+	}
+	if before != after {
+		t.Errorf("systemd restarted porto.service: no watchdog pings")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -292,10 +293,29 @@ func newCgroups(cfg service.Config, log *slog.Logger) (service.Cgroups, error) {
 	return units.NewCgroupfs(opts)
 }
 
+// watchdogInterval is WatchdogSec when systemd asks for pings. systemd
+// sets WATCHDOG_PID to the unit's main process, the master; the worker,
+// its child, pings for it (NotifyAccess=all). (daemon.SdWatchdogEnabled
+// would say "not for this pid" to the worker, and systemd would kill the
+// service every WatchdogSec: seen in the tests/sandbox systemd.)
+func watchdogInterval() time.Duration {
+	usec, err := strconv.ParseUint(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec == 0 {
+		return 0
+	}
+	if p := os.Getenv("WATCHDOG_PID"); p != "" {
+		pid, err := strconv.Atoi(p)
+		if err != nil || (pid != os.Getpid() && pid != os.Getppid()) {
+			return 0
+		}
+	}
+	return time.Duration(usec) * time.Microsecond
+}
+
 // watchdog pings systemd at half of WatchdogSec while the manager answers.
 func watchdog(ctx context.Context, m *service.Manager) {
-	every, err := daemon.SdWatchdogEnabled(false)
-	if err != nil || every == 0 {
+	every := watchdogInterval()
+	if every == 0 {
 		return
 	}
 	t := time.NewTicker(every / 2)
