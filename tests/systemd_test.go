@@ -221,8 +221,11 @@ func TestSystemdSandbox(t *testing.T) {
 		t.Fatalf("sandbox up: %v", err)
 	}
 
-	// make install of this tree (bound read-only), without rebuilding.
-	t.Logf("make install:\n%s", s.ok(t, "make -C "+repo+" -o build install 2>&1 && systemctl daemon-reload && echo daemon-reload: ok"))
+	// make install of this tree (bound read-only), without rebuilding
+	// (-o build: bin/ is fresh). The root is an overlay of the host's: a
+	// porto.conf installed on the host would be kept by make install, so
+	// it is hidden first (in the overlay only) to test the shipped one.
+	t.Logf("make install:\n%s", s.ok(t, "rm -f /etc/porto.conf && make -C "+repo+" -o build install 2>&1 && systemctl daemon-reload && echo daemon-reload: ok"))
 
 	t.Run("Activation", func(t *testing.T) { sandboxActivation(t, s) })
 	if t.Failed() {
