@@ -143,26 +143,26 @@ func (t *varlinkTransport) call(ctx context.Context, method string, params, out 
 	if err != nil {
 		return err
 	}
+	// A cancelled context aborts the call by expiring the connection's
+	// deadline; such a connection is never reused.
+	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { vc.nc.SetDeadline(time.Unix(1, 0)) })
-		defer stop()
+		stop = context.AfterFunc(ctx, func() { vc.nc.SetDeadline(time.Unix(1, 0)) })
 	}
 	if err := vc.send(method, params, false); err != nil {
+		stop()
 		vc.nc.Close()
 		return transportError(ctx, err)
 	}
 	rep, err := vc.recv()
-	if err != nil {
+	if !stop() || err != nil {
 		vc.nc.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
 		return transportError(ctx, err)
 	}
-	if ctx.Err() != nil {
-		// The deadline may have been set after the reply came: the
-		// connection is unusable either way.
-		vc.nc.Close()
-	} else {
-		t.put(vc)
-	}
+	t.put(vc)
 	return rep.decode(out)
 }
 
