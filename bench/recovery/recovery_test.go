@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,6 +147,24 @@ func (e *env) startBus() {
 }
 
 func (e *env) startPortod() {
+	e.startPortodAsync()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := e.cl.Version(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.tb.Fatalf("portod did not answer: %v\n%s", err, e.logTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startPortodAsync starts the master and returns at once.
+func (e *env) startPortodAsync() {
 	logf, err := os.OpenFile(e.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		e.tb.Fatal(err)
@@ -166,21 +185,9 @@ func (e *env) startPortod() {
 		e.tb.Fatal(err)
 	}
 	e.portod = cmd
-	e.portodDone = make(chan error, 1)
-	go func() { e.portodDone <- cmd.Wait() }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := e.cl.Version(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.tb.Fatalf("portod did not answer: %v\n%s", err, e.logTail())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	done := make(chan error, 1)
+	e.portodDone = done
+	go func() { done <- cmd.Wait() }()
 }
 
 func (e *env) logTail() string {
@@ -306,7 +313,92 @@ func procAge(pid int) time.Duration {
 	return time.Duration((up - start/100) * float64(time.Second)) // USER_HZ is 100 on Linux
 }
 
-var restoredRE = regexp.MustCompile(`msg="containers restored".* count=(\d+) .*took=(\S+)`)
+var (
+	restoredRE = regexp.MustCompile(`msg="containers restored".* took=(\S+)`)
+	timeRE     = regexp.MustCompile(`^time=(\S+) `)
+)
+
+// phases are the moments of one recovery, from portod's log, relative to
+// the kill (or to the start of a fresh portod).
+type phases struct {
+	started time.Duration // the master started the new worker
+	restore time.Duration // how long the worker's restore took
+	serving time.Duration // the worker owns the bus name
+}
+
+func (e *env) phasesSince(off int64, t0 time.Time) phases {
+	var p phases
+	f, err := os.Open(e.log)
+	if err != nil {
+		return p
+	}
+	defer f.Close()
+	f.Seek(off, io.SeekStart)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		var at time.Duration
+		if m := timeRE.FindStringSubmatch(line); m != nil {
+			if ts, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+				at = ts.Sub(t0)
+			}
+		}
+		switch {
+		case strings.Contains(line, `msg="supervisor: worker started"`) && p.started == 0:
+			p.started = at
+		case strings.Contains(line, `msg="containers restored"`):
+			if m := restoredRE.FindStringSubmatch(line); m != nil {
+				p.restore, _ = time.ParseDuration(m[1])
+			}
+		case strings.Contains(line, `msg=serving `) && p.serving == 0:
+			p.serving = at
+		}
+	}
+	return p
+}
+
+// await measures, from t0, the first answer of a worker other than old and
+// the first Get that shows every container running with its old root_pid.
+func (e *env) await(t *testing.T, t0 time.Time, old int, names []string, want map[string]string) (first, all time.Duration) {
+	ctx := context.Background()
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := e.cl.Version(c)
+		cancel()
+		if err == nil && e.ownerPid() != old {
+			first = time.Since(t0)
+			break
+		}
+		if time.Since(t0) > 60*time.Second {
+			t.Fatalf("no answer 60 s after the kill: %v\n%s", err, e.logTail())
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	for {
+		res, err := e.cl.Get(ctx, names, []string{"state", "root_pid"})
+		ok := err == nil
+		for _, r := range res {
+			if r.Err != nil || (r.Key == "state" && r.Value != "running") || (r.Key == "root_pid" && r.Value != want[r.Container]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return first, time.Since(t0)
+		}
+		if time.Since(t0) > 120*time.Second {
+			t.Fatalf("containers not all running with their old root_pid 120 s after the kill: %v", err)
+		}
+	}
+}
+
+func (e *env) logSize() int64 {
+	st, err := os.Stat(e.log)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
 
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
@@ -325,6 +417,8 @@ func TestRecoveryTime(t *testing.T) {
 	runs := envInt("PORTO_BENCH_RUNS", 5)
 	e := newEnv(t)
 	ctx := context.Background()
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("nproc %d, load average at start: %s", runtimeNumCPU(), strings.TrimSpace(string(load)))
 
 	names := make([]string, n)
 	for i := range names {
@@ -360,6 +454,7 @@ func TestRecoveryTime(t *testing.T) {
 		}
 	}
 
+	// 1. SIGKILL of the worker; the master restarts it.
 	var firsts, alls, restores []time.Duration
 	for i := 0; i < runs; i++ {
 		worker := e.ownerPid()
@@ -371,64 +466,56 @@ func TestRecoveryTime(t *testing.T) {
 		if age := procAge(worker); age < 10500*time.Millisecond {
 			time.Sleep(10500*time.Millisecond - age)
 		}
-		st, _ := os.Stat(e.log)
-		off := st.Size()
-
+		off := e.logSize()
 		kill := time.Now()
 		if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		var first time.Duration
-		for {
-			c, cancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := e.cl.Version(c)
-			cancel()
-			if err == nil && e.ownerPid() != worker {
-				first = time.Since(kill)
-				break
-			}
-			if time.Since(kill) > 60*time.Second {
-				t.Fatalf("no answer 60 s after the kill: %v\n%s", err, e.logTail())
-			}
-			time.Sleep(200 * time.Microsecond)
-		}
-		var all time.Duration
-		for {
-			res, err := e.cl.Get(ctx, names, []string{"state", "root_pid"})
-			ok := err == nil
-			for _, r := range res {
-				if r.Err != nil || (r.Key == "state" && r.Value != "running") || (r.Key == "root_pid" && r.Value != want[r.Container]) {
-					ok = false
-					break
-				}
-			}
-			if ok {
-				all = time.Since(kill)
-				break
-			}
-			if time.Since(kill) > 120*time.Second {
-				t.Fatalf("containers not all running with their old root_pid 120 s after the kill: %v", err)
-			}
-		}
-
-		restore := time.Duration(0)
-		if f, err := os.Open(e.log); err == nil {
-			f.Seek(off, io.SeekStart)
-			sc := bufio.NewScanner(f)
-			for sc.Scan() {
-				if m := restoredRE.FindStringSubmatch(sc.Text()); m != nil {
-					restore, _ = time.ParseDuration(m[2])
-				}
-			}
-			f.Close()
-		}
-		firsts, alls, restores = append(firsts, first), append(alls, all), append(restores, restore)
-		t.Logf("run %d: first answer %.1f ms, all %d running with their root_pid %.1f ms, restore in the worker %.1f ms",
-			i+1, ms(first), n, ms(all), ms(restore))
+		first, all := e.await(t, kill, worker, names, want)
+		p := e.phasesSince(off, kill)
+		firsts, alls, restores = append(firsts, first), append(alls, all), append(restores, p.restore)
+		t.Logf("worker kill %d: first answer %.1f ms, all %d running with their root_pid %.1f ms (new worker started at %.1f ms, restore took %.1f ms, serving at %.1f ms)",
+			i+1, ms(first), n, ms(all), ms(p.started), ms(p.restore), ms(p.serving))
 	}
-	t.Logf("median of %d runs with %d containers: first answer %.1f ms, all running %.1f ms, restore %.1f ms",
+	t.Logf("worker kill, median of %d runs with %d containers: first answer %.1f ms, all running %.1f ms, restore %.1f ms",
 		len(firsts), n, ms(median(firsts)), ms(median(alls)), ms(median(restores)))
+
+	// 2. Every porto process killed; a fresh portod re-attaches the
+	// containers (as foreign processes: no longer the master's children).
+	firsts, alls, restores = nil, nil, nil
+	for i := 0; i < min(runs, 3); i++ {
+		worker := e.ownerPid()
+		e.portod.Process.Kill()
+		syscall.Kill(worker, syscall.SIGKILL)
+		<-e.portodDone
+		for procAlive(worker) {
+			time.Sleep(time.Millisecond)
+		}
+		off := e.logSize()
+		start := time.Now()
+		e.startPortodAsync()
+		first, all := e.await(t, start, worker, names, want)
+		p := e.phasesSince(off, start)
+		firsts, alls, restores = append(firsts, first), append(alls, all), append(restores, p.restore)
+		t.Logf("fresh portod %d: first answer %.1f ms, all %d running with their root_pid %.1f ms (worker started at %.1f ms, restore took %.1f ms, serving at %.1f ms)",
+			i+1, ms(first), n, ms(all), ms(p.started), ms(p.restore), ms(p.serving))
+	}
+	t.Logf("fresh portod, median of %d runs with %d containers: first answer %.1f ms, all running %.1f ms, restore %.1f ms",
+		len(firsts), n, ms(median(firsts)), ms(median(alls)), ms(median(restores)))
+
 	t0 = time.Now()
 	e.destroyAll()
 	t.Logf("destroyed %d containers in %v", n, time.Since(t0).Round(time.Millisecond))
 }
+
+func procAlive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+func runtimeNumCPU() int { return runtime.NumCPU() }
