@@ -461,6 +461,27 @@ func TestLimits(t *testing.T) {
 		}
 	})
 
+	// io_limit throttles the disk: 8M written with O_DIRECT at 4M/s take
+	// about 2 s (unlimited: a few ms on this machine's disk).
+	t.Run("io-limit", func(t *testing.T) {
+		e.CleanupContainers(t)
+		if _, err := os.Stat("/sys/block/vda"); err != nil {
+			t.Skip("no vda here: the disk under /tmp is unknown")
+		}
+		start := time.Now()
+		e.OK(t, root, "run", "io", "io_limit=4M", "command=dd if=/dev/zero of=io.dat bs=1M count=8 oflag=direct status=none")
+		e.WaitState(t, root, "io", "dead")
+		took := time.Since(start)
+		t.Logf("8M written with O_DIRECT under io_limit=4M in %v", took.Round(time.Millisecond))
+		e.Expect(t, root, "Container exited with 0", "get", "io", "exit_status")
+		if took < 1500*time.Millisecond {
+			t.Errorf("io_limit=4M: 8M written in %v", took)
+		}
+		if w := e.dgetUint(t, "io", "io_write"); w < 8<<20 {
+			t.Errorf("io_write = %d", w)
+		}
+	})
+
 	// thread_limit is pids.max: forks beyond it fail with EAGAIN.
 	t.Run("thread-limit", func(t *testing.T) {
 		requirePython(t)
