@@ -29,6 +29,7 @@ const (
 	DefaultMaxBufferedBytes = 256 << 20
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultWriteTimeout     = 30 * time.Second
+	DefaultMaxWatchers      = 128
 )
 
 // Authorizer asks polkit about a local process (a unix-process subject).
@@ -68,6 +69,10 @@ type Options struct {
 	// WriteTimeout is how long a reply may wait for the client to read it;
 	// then the connection is closed (DefaultWriteTimeout).
 	WriteTimeout time.Duration
+	// MaxWatchers caps concurrent Watch streams (each holds a service
+	// subscription and its buffer); more get ResourceNotAvailable
+	// (DefaultMaxWatchers).
+	MaxWatchers int
 }
 
 // Server serves the API on Varlink connections.
@@ -87,6 +92,7 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	buffered atomic.Int64 // bytes of calls read and not yet answered
+	watchers atomic.Int32 // Watch streams
 
 	// adjustPeer, set by tests only, may change the identity the kernel
 	// gave (tests cannot connect as another uid without root).
@@ -119,6 +125,9 @@ func newServer(b apiserver.Backend, opts Options) *Server {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxWatchers <= 0 {
+		opts.MaxWatchers = DefaultMaxWatchers
 	}
 	opts.Limits = opts.Limits.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -611,6 +620,12 @@ func (c *conn) watch(cl *call) {
 		c.replyError(err)
 		return
 	}
+	if c.s.watchers.Add(1) > int32(c.s.opts.MaxWatchers) {
+		c.s.watchers.Add(-1)
+		c.replyError(api.Errorf(api.ResourceNotAvailable, "too many Watch streams (at most %d)", c.s.opts.MaxWatchers))
+		return
+	}
+	defer c.s.watchers.Add(-1)
 	events, unsubscribe := c.s.b.Subscribe()
 	defer unsubscribe()
 	c.write(&reply{Parameters: watchEvent{}, Continues: true})

@@ -889,3 +889,26 @@ func TestBufferedBytesCap(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Watch streams are capped; a stream's end frees its place.
+func TestWatchCap(t *testing.T) {
+	e := start(t, nil, Options{MaxWatchers: 2})
+	var rs []*raw
+	for range 2 {
+		r := e.raw(t)
+		r.call("io.porto.Manager.Watch", nil, true)
+		if rep := r.must(); !rep.Continues || rep.Error != "" {
+			t.Fatalf("Watch %+v", rep)
+		}
+		rs = append(rs, r)
+	}
+	over := e.raw(t)
+	over.call("io.porto.Manager.Watch", nil, true)
+	over.wantError(ErrorName(api.ResourceNotAvailable))
+	rs[0].nc.Close()
+	waitConns(t, e, 2)
+	over.call("io.porto.Manager.Watch", nil, true)
+	if rep := over.must(); !rep.Continues || rep.Error != "" {
+		t.Fatalf("Watch after one left: %+v", rep)
+	}
+}
