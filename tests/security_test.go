@@ -676,6 +676,52 @@ func TestSecurityNonRoot(t *testing.T) {
 		e.OK(t, a, "destroy", "sig")
 	})
 
+	// 48-53: from inside her containers, as herself: the host's files,
+	// root's processes, the host's hostname and kernel settings.
+	t.Run("inside-container", func(t *testing.T) {
+		host, _ := os.Hostname()
+		marker := "/etc/porto-itest-inside-" + tag
+		t.Cleanup(func() { os.Remove(marker) })
+		script := strings.Join([]string{
+			"cat /etc/shadow && echo LEAK-shadow",
+			"cat " + secret + " && echo LEAK-secret",
+			"kill -9 " + rootPid + " && echo KILLED-root",
+			"kill -9 " + bobPid + " && echo KILLED-bob",
+			"hostname pwned && echo HOSTNAME-set",
+			"echo 1 > /proc/sys/kernel/sysrq && echo SYSCTL-set",
+			"touch " + marker + " && echo ETC-written",
+			"echo $$ > /sys/fs/cgroup/freezer/cgroup.procs && echo CGROUP-escaped",
+			"true",
+		}, "; ")
+		e.OK(t, a, "run", "inside", "isolate=false", "command=bash -c '"+script+"'")
+		e.WaitState(t, a, "inside", "dead")
+		out := e.Out(t, a, "get", "inside", "stdout")
+		for _, bad := range []string{"LEAK", "KILLED", "HOSTNAME", "SYSCTL", "ETC-written", "CGROUP", "secret", "root:"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("SECURITY HOLE: inside her container: %q in %q", bad, out)
+			}
+		}
+		t.Logf("inside: stderr %q", e.Out(t, a, "get", "inside", "stderr"))
+		// A hostname in a child that joins her parent's namespaces, and with
+		// isolate=false: never the host's.
+		e.OK(t, a, "run", "hp", "command=sleep 1000")
+		e.OK(t, a, "run", "hp/c", "isolate=false", "hostname=pwned-child", "command=hostname")
+		e.OK(t, a, "run", "hq", "isolate=false", "hostname=pwned", "command=hostname")
+		e.WaitState(t, a, "hq", "dead")
+		e.WaitState(t, a, "hp/c", "dead")
+		if h, _ := os.Hostname(); h != host {
+			t.Errorf("SECURITY HOLE: the host's hostname changed from %q to %q", host, h)
+			syscall.Sethostname([]byte(host))
+		}
+		if _, err := os.Lstat(marker); err == nil {
+			t.Errorf("SECURITY HOLE: %s written from her container", marker)
+		}
+		for _, n := range []string{"inside", "hp", "hq"} {
+			e.OK(t, a, "destroy", n)
+		}
+		s.alive(t)
+	})
+
 	others(t)
 	e.OK(t, a, "destroy", "mine")
 	secretSnap.untouched(t, "the whole test")
