@@ -35,6 +35,10 @@ type Options struct {
 	Pprof string
 	// Log receives dbus-daemon's and portod's output; nil discards it.
 	Log io.Writer
+	// StateOnDisk keeps state_dir on the file system of $TMPDIR. By
+	// default it is a private tmpfs, as /run (the default state_dir's
+	// parent) is on a standard systemd host; this machine's /run is not.
+	StateOnDisk bool
 }
 
 // Env is one private dbus-daemon plus one portod (master and worker) with
@@ -51,6 +55,7 @@ type Env struct {
 
 	bus    *exec.Cmd
 	portod *exec.Cmd
+	tmpfs  string     // mounted by Start
 	done   chan error // portod's Wait
 
 	mu    sync.Mutex
@@ -161,6 +166,15 @@ func Start(o Options) (e *Env, err error) {
 	}()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return e, err
+	}
+	if !o.StateOnDisk {
+		if err := os.Mkdir(e.StateDir, 0o755); err != nil {
+			return e, err
+		}
+		if err := syscall.Mount("porto-bench-state", e.StateDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755,size=256m"); err != nil {
+			return e, fmt.Errorf("tmpfs for state_dir: %w", err)
+		}
+		e.tmpfs = e.StateDir
 	}
 	if err := e.startBus(root, o.Log); err != nil {
 		return e, err
@@ -511,7 +525,14 @@ func (e *Env) Close() error {
 	if e.CgroupRoot != "" {
 		errs = append(errs, removeCgroups(e.CgroupRoot)...)
 	}
-	if e.Dir != "" {
+	if e.tmpfs != "" {
+		if err := syscall.Unmount(e.tmpfs, syscall.MNT_DETACH); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", e.tmpfs, err))
+		} else {
+			e.tmpfs = ""
+		}
+	}
+	if e.Dir != "" && e.tmpfs == "" {
 		if err := os.RemoveAll(e.Dir); err != nil {
 			errs = append(errs, err)
 		}

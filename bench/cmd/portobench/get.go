@@ -87,7 +87,7 @@ type caller struct {
 }
 
 func suiteGet() error {
-	env, err := bench.Start(bench.Options{Bin: *flagBin})
+	env, err := bench.Start(options())
 	if err != nil {
 		return err
 	}
@@ -173,6 +173,7 @@ func suiteGet() error {
 		{Name: "`portoctl get g state` over D-Bus", Run: func() error { return env.RunCtl("--transport=dbus", "get", "g", "state") }},
 	}
 	progress("get: portoctl, %d x %d", *flagCtlCalls, len(ctlCases))
+	// (the latency table is printed first: progress goes to stderr)
 	cres, err := bench.Interleave(*flagCtlCalls, *flagWarm, ctlCases)
 	if err != nil {
 		return err
@@ -185,6 +186,7 @@ func suiteGet() error {
 
 	// Throughput: k clients, each its own connection and goroutine.
 	for _, k := range []int{1, 8} {
+		progress("get: throughput %d clients", k)
 		say("\n### Throughput, %d concurrent client%s\n\n%d interleaved rounds of %s per contender; every client has its own connection and goroutine and calls back to back.\n\n",
 			k, map[bool]string{true: "s"}[k > 1], *flagRounds, *flagDur)
 		say("| contender | calls/s | median ms | p90 ms | ratio of calls/s to Peer.Ping |\n|---|---|---|---|---|\n")
@@ -201,7 +203,6 @@ func suiteGet() error {
 		lat := map[string]bench.Sample{}
 		count := map[string]int{}
 		busy := map[string]time.Duration{}
-		progress("get: throughput %d clients", k)
 		for r := range *flagRounds {
 			for j := range callers {
 				cl := callers[(j+r)%len(callers)]

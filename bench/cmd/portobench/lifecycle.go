@@ -52,7 +52,7 @@ func lifecycle(c *client.Client, name string, st steps) error {
 }
 
 func suiteLifecycle() error {
-	env, err := bench.Start(bench.Options{Bin: *flagBin, Pprof: *flagPprof})
+	env, err := bench.Start(options())
 	if err != nil {
 		return err
 	}
@@ -91,6 +91,23 @@ func suiteLifecycle() error {
 		{Name: goVL, Run: func() error { return lifecycle(vlC, name("vl"), st) }},
 		{Name: "portoctl over Varlink: `run x command=true; wait x; destroy x`", Run: ctl(client.TransportVarlink)},
 		{Name: "portoctl over D-Bus: same", Run: ctl(client.TransportDBus)},
+	}
+	if *flagBinB != "" {
+		// A second build, interleaved with the first: before/after figures
+		// of a change from one run.
+		ob := options()
+		ob.Bin, ob.Pprof = *flagBinB, ""
+		envB, err := bench.Start(ob)
+		if err != nil {
+			return fmt.Errorf("-bin-b: %w", err)
+		}
+		defer closeEnv(envB)
+		vlB, err := envB.Client(client.TransportVarlink)
+		if err != nil {
+			return err
+		}
+		defer vlB.Close()
+		cases = append(cases, bench.Case{Name: "B build (" + *flagBinB + "): Go client over Varlink", Run: func() error { return lifecycle(vlB, name("vlb"), nil) }})
 	}
 	if *flagPprof != "" {
 		if _, err := env.Profile(*flagPprof, false); err != nil {

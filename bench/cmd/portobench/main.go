@@ -15,10 +15,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/porto-dev/porto/bench"
@@ -26,6 +28,7 @@ import (
 
 var (
 	flagBin      = flag.String("bin", "", "directory of portod, portoctl and porto-init (default: <repo>/bin)")
+	flagBinB     = flag.String("bin-b", "", "lifecycle: also run this second build's portod (Go client over Varlink), interleaved: before/after figures")
 	flagSuites   = flag.String("suites", "lifecycle,get,scale,sandbox", "comma-separated suites to run")
 	flagN        = flag.Int("n", 200, "lifecycle iterations per contender (after -warm warm-ups)")
 	flagWarm     = flag.Int("warm", 5, "unrecorded warm-up iterations")
@@ -35,6 +38,8 @@ var (
 	flagRounds   = flag.Int("rounds", 3, "get-state throughput: interleaved rounds")
 	flagScale    = flag.String("scale", "1000,3000", "numbers of running containers for the scale suite")
 	flagPprof    = flag.String("pprof", "", "directory: profile the worker (CPU and heap) during the lifecycle and scale runs")
+	flagLog      = flag.String("daemon-log", "", "append dbus-daemon's and portod's output to this file (default: discarded)")
+	flagOnDisk   = flag.Bool("state-on-disk", false, "keep portod's state_dir on $TMPDIR's file system instead of a private tmpfs (as /run is on a systemd host)")
 	flagOut      = flag.String("out", "", "also write the markdown report to this file")
 	flagVerbose  = flag.Bool("v", false, "progress on stderr")
 	flagSbxInner = flag.Bool("sandbox-inner", false, "(internal) run the floor/systemd-run loop inside the sandbox, print JSON")
@@ -42,6 +47,19 @@ var (
 )
 
 var out io.Writer = os.Stdout
+
+// options are the bench.Options of every env of this run.
+func options() bench.Options {
+	o := bench.Options{Bin: *flagBin, Pprof: *flagPprof, StateOnDisk: *flagOnDisk}
+	if *flagLog != "" {
+		f, err := os.OpenFile(*flagLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			fatal(err)
+		}
+		o.Log = f
+	}
+	return o
+}
 
 func say(format string, args ...any) { fmt.Fprintf(out, format, args...) }
 
@@ -98,6 +116,8 @@ func main() {
 			}
 		case "sandbox":
 			err = suiteSandbox()
+		case "hold":
+			err = suiteHold()
 		case "":
 		default:
 			err = fmt.Errorf("unknown suite %q", s)
@@ -198,4 +218,20 @@ func sandboxInner(n, warm int) int {
 // withTimeout is a context for one API call.
 func withTimeout() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 30*time.Second)
+}
+
+// suiteHold starts an env, prints how to reach it and waits for SIGINT or
+// SIGTERM: for probing by hand (strace, perf, portoctl) with full teardown.
+func suiteHold() error {
+	env, err := bench.Start(options())
+	if err != nil {
+		return err
+	}
+	defer closeEnv(env)
+	w, _ := env.WorkerPID()
+	fmt.Fprintf(os.Stderr, "holding: master %d worker %d\nexport %s\n", env.MasterPID(), w, strings.Join(env.Environ()[1:3], " "))
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	return nil
 }

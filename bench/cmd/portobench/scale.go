@@ -52,7 +52,7 @@ func suiteScale(n int) error {
 	if mb := memAvailableMB(); mb < int64(n)*2+1024 {
 		return fmt.Errorf("%d containers: only %d MiB available", n, mb)
 	}
-	env, err := bench.Start(bench.Options{Bin: *flagBin, Pprof: *flagPprof})
+	env, err := bench.Start(options())
 	if err != nil {
 		return err
 	}
