@@ -3,6 +3,7 @@
 #   make build         bin/portod, bin/portoctl, bin/porto-init
 #   make test          unit tests (no root, no bus): go test ./...
 #   sudo make check    build + unit tests + root integration tier (PORTO_ROOT_TESTS=1)
+#   sudo make bench    benchmarks side by side with their floors (docs/performance.md)
 #   sudo make install  DESTDIR-aware install of binaries, config and system files
 #   sudo make setup-demo  fresh machine: deps, build, install, bus, portod, first container
 
@@ -114,3 +115,13 @@ setup-demo:
 clean:
 	rm -rf bin tests/.work
 	-$(GO) clean -testcache
+
+# Benchmarks, as root (about 5-10 minutes): porto side by side with its
+# floors in one run; the report goes to stdout and bin/bench-results.md.
+# BENCHFLAGS passes portobench flags (e.g. -suites lifecycle -n 50).
+.PHONY: bench
+BENCHFLAGS ?=
+bench: build
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench needs root: run 'sudo make bench'" >&2; exit 1; fi
+	$(GO) build $(GOFLAGS) -o bin/portobench ./bench/cmd/portobench
+	bin/portobench -v -bin $(CURDIR)/bin -out bin/bench-results.md $(BENCHFLAGS)
