@@ -30,6 +30,9 @@ const (
 	DefaultMessageTimeout   = 30 * time.Second
 	DefaultWriteTimeout     = 30 * time.Second
 	DefaultMaxWatchers      = 128
+	// DefaultMaxConnectionsPerUser is the system bus's default
+	// max_connections_per_user.
+	DefaultMaxConnectionsPerUser = 256
 )
 
 // Authorizer asks polkit about a local process (a unix-process subject).
@@ -55,6 +58,9 @@ type Options struct {
 	// MaxConnections caps open connections; more are answered with
 	// ResourceNotAvailable and closed (DefaultMaxConnections).
 	MaxConnections int
+	// MaxConnectionsPerUser caps the connections of one uid other than 0,
+	// so that one user cannot take them all (DefaultMaxConnectionsPerUser).
+	MaxConnectionsPerUser int
 	// MaxInFlight caps the calls queued on one connection (a client may
 	// send calls without waiting for replies); one more is answered with
 	// ResourceNotAvailable and the connection is closed after the replies
@@ -88,6 +94,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	perUID    map[uint32]int // connections of each uid but 0
 	closed    bool
 	wg        sync.WaitGroup
 
@@ -126,6 +133,9 @@ func newServer(b apiserver.Backend, opts Options) *Server {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.MaxConnectionsPerUser <= 0 {
+		opts.MaxConnectionsPerUser = DefaultMaxConnectionsPerUser
+	}
 	if opts.MaxWatchers <= 0 {
 		opts.MaxWatchers = DefaultMaxWatchers
 	}
@@ -140,6 +150,7 @@ func newServer(b apiserver.Backend, opts Options) *Server {
 		cancel:    cancel,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		perUID:    map[uint32]int{},
 	}
 }
 
@@ -309,6 +320,23 @@ func (c *conn) serve() {
 	}
 	c.peer = p
 	defer p.close()
+	if uid := p.id.UID; uid != 0 {
+		s.mu.Lock()
+		if s.perUID[uid] >= s.opts.MaxConnectionsPerUser {
+			s.mu.Unlock()
+			s.reject(c.nc, "too many connections of uid "+strconv.FormatUint(uint64(uid), 10)+" to porto's varlink socket")
+			return
+		}
+		s.perUID[uid]++
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			if s.perUID[uid]--; s.perUID[uid] <= 0 {
+				delete(s.perUID, uid)
+			}
+			s.mu.Unlock()
+		}()
+	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
 

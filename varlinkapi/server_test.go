@@ -519,7 +519,8 @@ func waitConns(t *testing.T, e *env, n int) {
 
 // 1000 clients at once are all served.
 func TestThousandConnections(t *testing.T) {
-	e := start(t, nil, Options{Logger: quiet})
+	// Non-root test runs would meet the per-user cap first.
+	e := start(t, nil, Options{Logger: quiet, MaxConnectionsPerUser: 2000})
 	const n = 1000
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -586,6 +587,32 @@ func TestConnectionCap(t *testing.T) {
 	waitConns(t, e, 4)
 	if _, err := e.client(t).Version(e.ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// One uid (but root) may hold at most MaxConnectionsPerUser connections.
+func TestConnectionCapPerUser(t *testing.T) {
+	e := start(t, nil, Options{MaxConnectionsPerUser: 3}, func(s *Server) {
+		s.adjustPeer = func(c *net.UnixConn, p *peer) { p.id.UID = apitest.Other }
+	})
+	var held []*raw
+	for range 3 {
+		r := e.raw(t)
+		r.call("io.porto.Manager.Version", nil, false)
+		r.must()
+		held = append(held, r)
+	}
+	over := e.raw(t)
+	if rep := over.wantError(ErrorName(api.ResourceNotAvailable)); !strings.Contains(fmt.Sprint(rep.Parameters["message"]), "uid 4321") {
+		t.Errorf("%+v", rep)
+	}
+	over.wantClosed()
+	held[0].nc.Close()
+	waitConns(t, e, 2)
+	r := e.raw(t)
+	r.call("io.porto.Manager.Version", nil, false)
+	if rep := r.must(); rep.Error != "" {
+		t.Fatalf("after one left: %+v", rep)
 	}
 }
 
