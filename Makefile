@@ -6,6 +6,7 @@
 #   sudo make bench    benchmarks side by side with their floors (docs/performance.md)
 #   sudo make install  DESTDIR-aware install of binaries, config and system files
 #   sudo make setup-demo  fresh machine: deps, build, install, bus, portod, first container
+#   make fuzz          every fuzzer of every package for FUZZTIME (default 60s)
 
 GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 GOFLAGS   ?=
@@ -29,7 +30,7 @@ DESTDIR   ?=
 
 BIN := bin/portod bin/portoctl bin/porto-init
 
-.PHONY: all build test check check-root install uninstall clean fmt vet setup-demo FORCE
+.PHONY: all build test check check-root install uninstall clean fmt vet setup-demo fuzz FORCE
 
 all: build
 
@@ -66,6 +67,32 @@ check-root:
 	@if [ "$$(id -u)" != 0 ]; then \
 		echo "make check: the integration tier needs root: run 'sudo make check'" >&2; exit 1; fi
 	PORTO_ROOT_TESTS=1 PORTO_BIN=$(CURDIR)/bin $(GO) test $(GOFLAGS) $(ROOT_TESTFLAGS) $(TESTFLAGS) $(ROOT_PKGS)
+
+# Fuzzing: each Fuzz* function of each package runs for FUZZTIME (go test
+# -fuzz takes one target at a time). FUZZPAR lanes run side by side, each
+# taking whole packages (balanced by fuzzer count); crashers are saved in
+# <pkg>/testdata/fuzz/<FuzzName>/ next to the corpora. Minimizing a big new
+# input may take most of a run: FUZZMINTIME bounds it.
+FUZZTIME ?= 60s
+FUZZPAR  ?= 1
+FUZZMINTIME ?= 5s
+fuzz:
+	@plan=$$(grep -rc --include='*_test.go' '^func Fuzz' . | \
+		awk -F: '$$2 > 0 && $$1 !~ /^\.\/tests\// { d = $$1; sub(/\/[^\/]*$$/, "", d); n[d] += $$2 } END { for (d in n) print n[d], d }' | \
+		sort -k1,1rn -k2 | awk -v lanes=$(FUZZPAR) '{ b = 0; for (i = 1; i < lanes; i++) if (load[i] < load[b]) b = i; load[b] += $$1; print b, $$2 }'); \
+	rc=0; pids=; \
+	for lane in $$(seq 0 $$(($(FUZZPAR) - 1))); do \
+		( lrc=0; \
+		for pkg in $$(echo "$$plan" | awk -v l=$$lane '$$1 == l { print $$2 }'); do \
+			for fz in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$pkg/*_test.go); do \
+				echo "fuzz: $$pkg $$fz for $(FUZZTIME)"; \
+				$(GO) test $(GOFLAGS) -run='^$$' -fuzz="^$$fz$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $$pkg || { echo "fuzz: $$pkg $$fz FAILED" >&2; lrc=1; }; \
+			done; \
+		done; exit $$lrc ) & pids="$$pids $$!"; \
+	done; \
+	for p in $$pids; do wait $$p || rc=1; done; \
+	if [ $$rc != 0 ]; then echo "make fuzz: FAILED (see above; crashers are in <pkg>/testdata/fuzz)" >&2; else echo "make fuzz: no crash"; fi; \
+	exit $$rc
 
 fmt:
 	gofmt -w $$(find . -name '*.go' -not -path './tests/.work/*')
