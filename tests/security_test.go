@@ -757,6 +757,35 @@ func TestSecurityQuota(t *testing.T) {
 	}
 }
 
+// The total limit (max_containers): users stop at it, root has a reserve
+// of 100 beyond it.
+func TestSecurityQuotaTotal(t *testing.T) {
+	e := NewEnvWith(t, []string{"max_containers = 4"})
+	a, b := alice(t), bob(t)
+	conn, err := dbus.Connect(e.BusAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s := &secT{e: e, alice: a, bob: b, conn: conn, probe: "t-probe"}
+	e.OK(t, rootUser, "create", s.probe)
+	for i := 0; i < 3; i++ {
+		e.OK(t, a, "create", fmt.Sprintf("t%d", i))
+	}
+	r := s.refuse(t, a, "ResourceNotAvailable", "", "create", "t3")
+	t.Logf("over the total: %s", strings.TrimSpace(r.Stderr))
+	s.refuse(t, b, "ResourceNotAvailable", "", "create", "b0")
+	s.refuse(t, a, "ResourceNotAvailable", "", "create", "t0/child")
+	// Root's reserve.
+	for i := 0; i < 5; i++ {
+		e.OK(t, rootUser, "create", fmt.Sprintf("r%d", i))
+	}
+	s.refuse(t, a, "ResourceNotAvailable", "", "create", "t4")
+	if names, _ := e.List(); len(names) != 9 {
+		t.Errorf("containers: %q", names)
+	}
+}
+
 // Raw D-Bus and Varlink hostility: the daemon answers every call with an
 // error and keeps answering quickly.
 func TestSecurityDBusHostile(t *testing.T) {
