@@ -918,6 +918,51 @@ func TestSecurityDBusHostile(t *testing.T) {
 		}
 	})
 
+	// Floods: hundreds of pending Waits and concurrent megabyte calls from
+	// several connections; the daemon keeps answering others at once.
+	t.Run("floods", func(t *testing.T) {
+		e.OK(t, rootUser, "run", "h-sleep", "command=sleep 1000")
+		var conns []*dbus.Conn
+		for i := 0; i < 5; i++ {
+			c, err := dbus.Connect(e.BusAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		var calls []*dbus.Call
+		for i := 0; i < 500; i++ {
+			c := conns[i%len(conns)]
+			calls = append(calls, c.Object(busName, mgrPath).Go(mgrIface+".Wait", 0, nil, []string{"h-sleep"}, int32(30000)))
+		}
+		big := strings.Repeat("b", 1<<20)
+		done := make(chan error, 40)
+		for i := 0; i < 40; i++ {
+			c := conns[i%len(conns)]
+			go func() {
+				done <- c.Object(busName, mgrPath).Call(mgrIface+".SetProperty", 0, s.probe, "private", big).Err
+			}()
+		}
+		for i := 0; i < 40; i++ {
+			if err := <-done; !isDBusError(err, "org.porto.Error.InvalidValue") {
+				t.Errorf("megabyte SetProperty: %v", err)
+			}
+		}
+		s.alive(t)
+		// Clients that vanish with calls pending.
+		for _, c := range conns {
+			c.Close()
+		}
+		for _, c := range calls {
+			if c.Err == nil && c.Body != nil {
+				t.Errorf("a Wait on a running container answered: %v", c.Body)
+			}
+		}
+		s.alive(t)
+		e.Expect(t, rootUser, "running", "get", "h-sleep", "state")
+		e.OK(t, rootUser, "destroy", "h-sleep")
+	})
+
 	// Raw Varlink: NUL bytes, megabyte strings and deep names in JSON,
 	// garbage, and unterminated messages; each is answered or dropped,
 	// and the daemon answers the next client.
