@@ -130,11 +130,11 @@ func suiteScale(n int) error {
 		}
 	}
 	startAll := time.Since(t0)
-	startProf := prof(true)
-	m1, w1, err := env.DaemonRSS()
+	m1, w1, err := env.DaemonRSS() // before the profile's stop forces a GC
 	if err != nil {
 		return err
 	}
+	startProf := prof(true)
 	tasks1 := tasks()
 	// Every container must be running.
 	res, err := c.Get(ctx, names, []string{"state"})
