@@ -2,6 +2,7 @@ package varlinkapi
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"testing"
 
@@ -89,6 +90,18 @@ func TestVarlinkGoClient(t *testing.T) {
 	}
 	if err := call("SetProperty", map[string]string{"name": "vg", "key": "command", "value": "true"}, nil); err != nil {
 		t.Fatal(err)
+	}
+	var state struct{ Value string }
+	if err := call("GetProperty", map[string]string{"name": "vg", "key": "state"}, &state); err != nil || state.Value != "stopped" {
+		t.Fatalf("state: %+v %v", state, err)
+	}
+	if os.Geteuid() != 0 {
+		// Starting needs root (the service takes the owner's
+		// file-system credentials); the rest was shown.
+		if err := call("Destroy", name{"vg"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Skip("start, wait and the watched states need root")
 	}
 	if err := call("Start", name{"vg"}, nil); err != nil {
 		t.Fatal(err)
