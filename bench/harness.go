@@ -571,3 +571,40 @@ func removeCgroups(root string) []error {
 	}
 	return errs
 }
+
+// CPUTime is the user+system CPU time pid has used (/proc/pid/stat, in
+// clock ticks of 10 ms).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+}
+
+// DaemonCPU is the CPU time used so far by the master and the worker.
+func (e *Env) DaemonCPU() (master, worker time.Duration, err error) {
+	w, err := e.WorkerPID()
+	if err != nil {
+		return 0, 0, err
+	}
+	if master, err = CPUTime(e.MasterPID()); err != nil {
+		return 0, 0, err
+	}
+	worker, err = CPUTime(w)
+	return master, worker, err
+}

@@ -91,9 +91,20 @@ func suiteScale(n int) error {
 		return p
 	}
 
+	cpu := func() [2]time.Duration {
+		m, w, _ := env.DaemonCPU()
+		return [2]time.Duration{m, w}
+	}
+	var cpuRows []string
+	cpuRow := func(phase string, a, b [2]time.Duration) {
+		per := func(d time.Duration) string { return bench.Ms(d / time.Duration(n)) }
+		cpuRows = append(cpuRows, fmt.Sprintf("| %s | %s | %s | %s | %s |", phase, bench.Ms(b[0]-a[0]), bench.Ms(b[1]-a[1]), per(b[0]-a[0]), per(b[1]-a[1])))
+	}
+
 	// Start N containers, one at a time; every 10th, one floor run.
 	progress("scale %d: starting", n)
 	prof(false)
+	cpu0 := cpu()
 	names := make([]string, n)
 	starts := make(bench.Sample, n)
 	st := steps{}
@@ -130,6 +141,7 @@ func suiteScale(n int) error {
 		}
 	}
 	startAll := time.Since(t0)
+	cpuRow("start all", cpu0, cpu())
 	m1, w1, err := env.DaemonRSS() // before the profile's stop forces a GC
 	if err != nil {
 		return err
@@ -172,6 +184,7 @@ func suiteScale(n int) error {
 		{"`portoctl list` (Varlink, whole process)", 10, func() error { return env.RunCtl("list") }},
 	}
 	say("\n| query with %d containers | median ms | p90 ms | n |\n|---|---|---|---|\n", n)
+	prof(false)
 	for _, x := range qs {
 		var s bench.Sample
 		for range x.reps {
@@ -184,10 +197,13 @@ func suiteScale(n int) error {
 		say("| %s | %s | %s | %d |\n", x.name, bench.Ms(s.Median()), bench.Ms(s.P90()), len(s))
 	}
 
+	queryProf := prof(true)
+
 	// Destroy all.
 	progress("scale %d: destroying", n)
 	prof(false)
 	var destroys bench.Sample
+	cpu0 = cpu()
 	t0 = time.Now()
 	for _, name := range names {
 		t := time.Now()
@@ -197,6 +213,7 @@ func suiteScale(n int) error {
 		destroys = append(destroys, time.Since(t))
 	}
 	destroyAll := time.Since(t0)
+	cpuRow("destroy all", cpu0, cpu())
 	destroyProf := prof(true)
 	m2, w2, err := env.DaemonRSS()
 	if err != nil {
@@ -209,9 +226,10 @@ func suiteScale(n int) error {
 	say("| with %d running | %d | %d | %d |\n", n, m1, w1, m1+w1)
 	say("| per container | %s | %s | **%s** |\n", perC(m0, m1), perC(w0, w1), perC(m0+w0, m1+w1))
 	say("| after destroying all | %d | %d | %d |\n", m2, w2, m2+w2)
+	say("\n| daemon CPU time (user+system) | master ms | worker ms | master ms per container | worker ms per container |\n|---|---|---|---|---|\n%s\n", strings.Join(cpuRows, "\n"))
 	say("\nTasks (pids, threads included) on the machine rose by %d while the %d ran: %.2f per container.\n", tasks1-tasks0, n, float64(tasks1-tasks0)/float64(n))
 	if startProf != "" {
-		say("\nWorker CPU profiles: start phase `%s`, destroy phase `%s`.\n", startProf, destroyProf)
+		say("\nWorker CPU profiles: start phase `%s`, queries `%s`, destroy phase `%s`.\n", startProf, queryProf, destroyProf)
 	}
 	return nil
 }
