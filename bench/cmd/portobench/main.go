@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/porto-dev/porto/api/client"
 	"github.com/porto-dev/porto/bench"
 )
 
@@ -43,6 +44,7 @@ var (
 	flagOut      = flag.String("out", "", "also write the markdown report to this file")
 	flagVerbose  = flag.Bool("v", false, "progress on stderr")
 	flagSbxInner = flag.Bool("sandbox-inner", false, "(internal) run the floor/systemd-run loop inside the sandbox, print JSON")
+	flagSbxPorto = flag.Bool("sandbox-porto", false, "(internal) with -sandbox-inner: also porto's lifecycle through the system's porto")
 	flagEcho     = flag.String("echo-server", "", "(internal) serve the empty D-Bus method on this bus address")
 )
 
@@ -202,11 +204,39 @@ func trueFloor() error { return runCmd("/bin/true") }
 // systemd-run --scope and /bin/true, interleaved; it prints their samples
 // as JSON (nanoseconds).
 func sandboxInner(n, warm int) int {
-	res, err := bench.Interleave(n, warm, []bench.Case{
+	cases := []bench.Case{
 		{Name: "floor", Run: unshareFloor},
 		{Name: "scope", Run: func() error { return runCmd("systemd-run", "--scope", "--quiet", "true") }},
 		{Name: "true", Run: trueFloor},
-	})
+	}
+	if *flagSbxPorto {
+		vl, err := client.New(client.WithTransport(client.TransportVarlink))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		db, err := client.New(client.WithTransport(client.TransportDBus))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		i := 0
+		name := func() string { i++; return fmt.Sprintf("sbx-lc-%d", i) }
+		cases = append(cases,
+			bench.Case{Name: "porto-varlink", Run: func() error { return lifecycle(vl, name(), nil) }},
+			bench.Case{Name: "porto-dbus", Run: func() error { return lifecycle(db, name(), nil) }},
+			bench.Case{Name: "porto-ctl", Run: func() error {
+				n := name()
+				for _, args := range [][]string{{"portoctl", "run", n, "command=true"}, {"portoctl", "wait", n}, {"portoctl", "destroy", n}} {
+					if err := runCmd(args...); err != nil {
+						return err
+					}
+				}
+				return nil
+			}},
+		)
+	}
+	res, err := bench.Interleave(n, warm, cases)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
