@@ -11,14 +11,11 @@ import (
 )
 
 // store keeps one small JSON file per container under dir/containers,
-// replaced atomically (temp file, rename) on every change, so a crash of
-// porto at any moment leaves either the old or the new file, never a torn
-// one. There is no fsync: the records describe running processes, which a
-// crash of the kernel or a power loss ends anyway, and state_dir is a
-// runtime directory (/run, a tmpfs on systemd hosts). A rename survives a
-// crash of the process without it, and load skips a record a reboot may
-// have torn. An fsync per write cost 8-10 ms per lifecycle of `true` on
-// ext4 (bench/, docs/performance.md).
+// replaced atomically (temp file, fsync, rename) on every change, so a
+// crash at any moment leaves either the old or the new file, never a torn
+// one. state_dir belongs on a tmpfs (/run/porto by default), where the
+// fsync costs nothing; on a disk it costs 8-10 ms per lifecycle of `true`
+// (docs/performance.md), the price of issue 8's durability rule.
 type store struct {
 	dir string
 }
@@ -54,6 +51,9 @@ func (s *store) write(name string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
