@@ -354,15 +354,17 @@ func (c *conn) serve() {
 	} else if c.pending.Load() > 0 {
 		// The peer stopped sending (or we stopped reading): answer what
 		// is queued, unless it hangs up meanwhile.
-		stop := make(chan struct{})
-		watched := make(chan struct{})
-		go func() {
-			defer close(watched)
-			c.watchHangup(stop)
-		}()
-		<-execDone
-		close(stop)
-		<-watched
+		if wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err == nil {
+			watched := make(chan struct{})
+			go func() {
+				defer close(watched)
+				c.watchHangup(wake)
+			}()
+			<-execDone
+			unix.Write(wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+			<-watched
+			unix.Close(wake)
+		}
 	}
 	<-execDone
 	c.nc.Close()
@@ -449,32 +451,30 @@ func inline(cl *call) bool {
 }
 
 // watchHangup cancels the connection's context when the peer closes its
-// end entirely (POLLHUP), until stop is closed. It is used once the reader
-// has stopped, so that a long call (Wait, Watch) of a vanished client
-// ends.
-func (c *conn) watchHangup(stop <-chan struct{}) {
+// end entirely (POLLHUP), until wake is signalled. It is used once the
+// reader has stopped, so that a long call (Wait, Watch) of a vanished
+// client ends.
+func (c *conn) watchHangup(wake int) {
 	rc, err := c.nc.SyscallConn()
 	if err != nil {
 		return
 	}
-	for {
-		select {
-		case <-stop:
-			return
-		case <-c.ctx.Done():
-			return
-		default:
-		}
-		hup := false
+	for c.ctx.Err() == nil {
+		hup, woken := false, false
 		cerr := rc.Control(func(fd uintptr) {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: 0}}
-			n, err := unix.Poll(fds, 50)
-			if err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
-				hup = true
+			fds := []unix.PollFd{{Fd: int32(fd)}, {Fd: int32(wake), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, 1000)
+			if err != nil || n == 0 {
+				return
 			}
+			hup = fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+			woken = fds[1].Revents != 0
 		})
 		if cerr != nil || hup {
 			c.cancel()
+			return
+		}
+		if woken {
 			return
 		}
 	}
