@@ -143,8 +143,19 @@ func (m *Manager) reconcile(c *Container) bool {
 func (m *Manager) cleanupInterrupted(c *Container) {
 	deadline := time.Now().Add(m.cfg.KillTimeout + 5*time.Second)
 	for {
-		m.killRest(c)
-		m.waitEmpty(c, m.cfg.KillTimeout)
+		// SIGKILL what is there without freezing first: the stage may be in
+		// execve, waiting in de_thread for its other threads, and a freeze
+		// would stop those threads and stall until the freeze timeout.
+		// Freeze and kill (killRest) only if something survives that.
+		if pids, err := m.cg.Procs(c.name); err == nil {
+			for _, p := range pids {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+		if !m.waitEmpty(c, 200*time.Millisecond) {
+			m.killRest(c)
+			m.waitEmpty(c, m.cfg.KillTimeout)
+		}
 		err := m.cg.Remove(c.name)
 		if err == nil || time.Now().After(deadline) {
 			if err != nil {
