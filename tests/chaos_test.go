@@ -603,9 +603,8 @@ func chVerify(t *testing.T, e *Env, round int, clients []*chClient, cl *client.C
 	}
 
 	// Cgroups only for started containers, processes only in running ones.
-	// The cleanup of a start cut short runs in the background and may take
-	// units' freeze timeout (5 s) when the kill caught the stage in execve
-	// (see chSlowCleanups).
+	// The cleanup of a start cut short runs in the background (waiting for
+	// zombies to be reaped); slow ones are listed in chSlowCleanups.
 	t0 := time.Now()
 	deadline := t0.Add(8 * time.Second)
 	for {
