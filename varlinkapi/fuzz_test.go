@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,10 +17,6 @@ import (
 	"github.com/porto-dev/porto/service"
 )
 
-var (
-	fuzzOnce sync.Once
-	fuzzSrv  *Server
-)
 
 // socketPair returns two connected unix stream connections.
 func socketPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
@@ -57,12 +52,10 @@ func FuzzServe(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	s := newServer(shortWait{apitest.NewManager(f, nil)}, Options{Logger: quiet, MaxMessageSize: 4096,
+		MessageTimeout: 200 * time.Millisecond, WriteTimeout: time.Second})
+	f.Cleanup(func() { s.Close() })
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzOnce.Do(func() {
-			fuzzSrv = newServer(shortWait{apitest.NewManager(&testing.T{}, nil)}, Options{Logger: quiet, MaxMessageSize: 4096,
-				MessageTimeout: 200 * time.Millisecond, WriteTimeout: time.Second})
-		})
-		s := fuzzSrv
 		client, server := socketPair(t)
 		defer client.Close()
 		c := &conn{s: s, nc: server}
