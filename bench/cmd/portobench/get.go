@@ -87,7 +87,7 @@ type caller struct {
 }
 
 func suiteGet() error {
-	env, err := bench.Start(options())
+	env, err := startEnv(options())
 	if err != nil {
 		return err
 	}

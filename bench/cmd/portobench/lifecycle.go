@@ -52,7 +52,7 @@ func lifecycle(c *client.Client, name string, st steps) error {
 }
 
 func suiteLifecycle() error {
-	env, err := bench.Start(options())
+	env, err := startEnv(options())
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func suiteLifecycle() error {
 		// of a change from one run.
 		ob := options()
 		ob.Bin, ob.Pprof = *flagBinB, ""
-		envB, err := bench.Start(ob)
+		envB, err := startEnv(ob)
 		if err != nil {
 			return fmt.Errorf("-bin-b: %w", err)
 		}
@@ -145,6 +145,9 @@ func suiteLifecycle() error {
 // closeEnv tears env down and reports what was left behind.
 func closeEnv(env *bench.Env) {
 	progress("teardown")
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	delete(live, env)
 	if err := env.Close(); err != nil {
 		say("\n**teardown: %v**\n", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +50,44 @@ var (
 )
 
 var out io.Writer = os.Stdout
+
+// live envs, torn down on SIGINT/SIGTERM too.
+var (
+	liveMu      sync.Mutex
+	live        = map[*bench.Env]bool{}
+	sandboxDown func() // set while the sandbox is up
+)
+
+func startEnv(o bench.Options) (*bench.Env, error) {
+	e, err := bench.Start(o)
+	if err == nil {
+		liveMu.Lock()
+		live[e] = true
+		liveMu.Unlock()
+	}
+	return e, err
+}
+
+// onSignal tears down every live env (containers, portod, bus, cgroups,
+// tmpfs) and exits.
+func onSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "portobench: %v: tearing down\n", s)
+		liveMu.Lock()
+		if sandboxDown != nil {
+			sandboxDown()
+		}
+		for e := range live {
+			if err := e.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "teardown:", err)
+			}
+		}
+		os.Exit(130)
+	}()
+}
 
 // options are the bench.Options of every env of this run.
 func options() bench.Options {
@@ -82,6 +121,9 @@ func main() {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "portobench: needs root (sudo make bench)")
 		os.Exit(2)
+	}
+	if !strings.Contains(*flagSuites, "hold") {
+		onSignal()
 	}
 	var report strings.Builder
 	out = io.MultiWriter(os.Stdout, &report)
@@ -253,7 +295,7 @@ func withTimeout() (context.Context, context.CancelFunc) {
 // suiteHold starts an env, prints how to reach it and waits for SIGINT or
 // SIGTERM: for probing by hand (strace, perf, portoctl) with full teardown.
 func suiteHold() error {
-	env, err := bench.Start(options())
+	env, err := startEnv(options())
 	if err != nil {
 		return err
 	}

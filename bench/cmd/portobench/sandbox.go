@@ -47,11 +47,20 @@ func suiteSandbox() error {
 		return fmt.Errorf("sandbox up: %v: %s", err, tail(out))
 	}
 	boot := time.Since(t0)
-	defer func() {
+	down := func() {
 		progress("sandbox: down")
 		if out, err := sbx("down").CombinedOutput(); err != nil {
 			say("\n**sandbox down: %v: %s**\n", err, tail(out))
 		}
+	}
+	liveMu.Lock()
+	sandboxDown = down
+	liveMu.Unlock()
+	defer func() {
+		liveMu.Lock()
+		defer liveMu.Unlock()
+		sandboxDown = nil
+		down()
 	}()
 	// porto itself, installed in the sandbox's (overlay) root and started
 	// by systemd: cgroup_driver auto picks the systemd driver there.

@@ -52,7 +52,7 @@ func suiteScale(n int) error {
 	if mb := memAvailableMB(); mb < int64(n)*2+1024 {
 		return fmt.Errorf("%d containers: only %d MiB available", n, mb)
 	}
-	env, err := bench.Start(options())
+	env, err := startEnv(options())
 	if err != nil {
 		return err
 	}
