@@ -201,7 +201,28 @@ func bind(path string) (net.Listener, error) {
 		l.Close()
 		return nil, err
 	}
+	// ... so everyone must be able to reach it: the directory may be
+	// porto's state_dir, created 0700 (/run/porto). Searching it is all
+	// that is granted (its files keep their own modes; containers/ is 0700).
+	if err := searchable(filepath.Dir(path)); err != nil {
+		l.Close()
+		return nil, err
+	}
 	return l, nil
+}
+
+// searchable adds search (x) permission for everyone to dir, if missing.
+func searchable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if m := fi.Mode().Perm(); m&0o111 != 0o111 {
+		if err := os.Chmod(dir, m|0o111); err != nil {
+			return fmt.Errorf("make %s searchable for the socket: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // register links RegistryDir/io.porto.Manager to path, unless the link

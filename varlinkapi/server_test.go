@@ -819,6 +819,17 @@ func TestListen(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o666 || fi.Mode().Type() != os.ModeSocket {
 		t.Fatalf("socket %v %v", fi.Mode(), err)
 	}
+	// Its directory may be a 0700 state dir: it becomes searchable.
+	private := filepath.Join(dir, "state")
+	os.Mkdir(private, 0o700)
+	pl, err := Listen(filepath.Join(private, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl.Close()
+	if fi, _ := os.Stat(private); fi.Mode().Perm() != 0o711 {
+		t.Errorf("state dir mode %v, want 0711", fi.Mode().Perm())
+	}
 	// A live socket is not taken over.
 	go func(l net.Listener) {
 		for {
