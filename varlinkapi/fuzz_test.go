@@ -17,7 +17,6 @@ import (
 	"github.com/porto-dev/porto/service"
 )
 
-
 // socketPair returns two connected unix stream connections.
 func socketPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
