@@ -722,6 +722,28 @@ func TestSecurityNonRoot(t *testing.T) {
 		s.alive(t)
 	})
 
+	// 54: the same refusals over the Varlink socket (SO_PEERCRED identity).
+	t.Run("over-varlink", func(t *testing.T) {
+		if _, err := os.Stat(e.VarlinkSocket()); err != nil {
+			t.Skipf("no varlink socket: %v", err)
+		}
+		e.Varlink = true
+		defer func() { e.Varlink = false }()
+		s.refuse(t, a, "Permission", permSet, "set", "mine", "user", "root")
+		s.refuse(t, a, "Permission", permSet, "set", "mine", "capabilities", "SYS_ADMIN")
+		s.refuse(t, a, "Permission", "Can't destroy container: Permission (Permission error)", "destroy", "sec-root")
+		s.refuse(t, a, "Permission", "Can't kill container: Permission (Permission error)", "kill", "sec-bob", "9")
+		s.refuse(t, a, "Permission", "Can't create container: Permission (Permission error)", "create", "sec-bob-meta/child")
+		s.refuse(t, a, "Permission", "", "set", "/", "private", "x")
+		s.refuse(t, a, "InvalidValue", "", "kill", "mine", "0")
+		e.OK(t, a, "create", "vl")
+		e.OK(t, a, "set", "vl", "command", "true")
+		e.OK(t, a, "set", "vl", "stdout_path", secret)
+		s.startFails(t, "vl", "Permission denied", secret)
+		e.OK(t, a, "destroy", "vl")
+		secretSnap.untouched(t, "over varlink")
+	})
+
 	others(t)
 	e.OK(t, a, "destroy", "mine")
 	secretSnap.untouched(t, "the whole test")
