@@ -18,13 +18,17 @@
 //	child.Close()                                  // every copy but the stage's
 //	// place pid in the container's cgroups, then:
 //	isolation.Release(parent, &cfg)                // the "go" signal
-//	err = isolation.WaitExec(parent)               // nil, or a *StartError
+//	cmd, err := isolation.WaitExec(parent)         // 0 or the forked pid; or a *StartError
 //
 // The sync socket carries one frame from the parent (a 4-byte big-endian
-// length and the JSON Config) and, on failure only, one JSON StartError
-// from the stage, which then exits with status 127. The stage's end is
-// close-on-exec, so EOF without data means execve succeeded; closing the
-// parent end without Release makes the stage exit 0 having done nothing.
+// length and the JSON Config) and at most one JSON reply from the stage:
+// a StartError (the stage then exits with status 127), or {"pid":N} when
+// the stage forked the command into a joined pid namespace (the stage then
+// exits 0; N is the command's pid in the caller's pid namespace). The
+// stage's end is close-on-exec, so EOF without data means execve
+// succeeded and the stage's pid is the command's. Closing the parent end
+// without Release makes the stage exit 0 having done nothing. porto-init
+// (InitFD) inherits the stage's end and closes it once it is ready.
 //
 // # The stage
 //
@@ -55,13 +59,37 @@
 //
 // # Joining namespaces
 //
-// A LaunchSpec with JoinPid forks the stage from a dedicated locked
-// thread (never the main thread) that first enters the listed ipc, uts,
-// net and pid namespaces of that pid; the thread is discarded afterwards.
-// The stage enters the mount namespace itself, right after joining
-// CgroupProcs (an fd passed by Launch), so every other path in Config is
-// resolved inside it. Container processes created this way land in a
-// running container's namespaces; a pid namespace cannot be both joined
-// and nested (CLONE_NEWPID), but a joined mount namespace can be copied
-// (CLONE_NEWNS, as for an isolated child sharing its parent's root).
+// A LaunchSpec with JoinPid makes Launch open the listed namespaces of
+// that pid and pass them to the stage, which it creates in the caller's
+// own namespaces (Launch changes no namespace of the caller). Right after
+// joining CgroupProcs, the stage's locked thread unshares CLONE_FS and
+// enters them (ipc, uts, net, pid, mnt), then unshares the new namespaces
+// the LaunchSpec asked for among those kinds (a copy of the joined mount
+// namespace, a UTS namespace of its own for a hostname). Every path in
+// Config is then resolved in the joined mount namespace.
+//
+// setns of a pid namespace only changes the namespace the thread's
+// children are created in. So with "pid" joined, the stage does all of its
+// setup on that thread and then, instead of executing the command, forks
+// it from that thread (syscall.ForkExec, after a PATH search that looks
+// before it forks, so a missing command costs no pid): the command is
+// created directly in the container's pid namespace, where the stage's
+// runtime threads never were, and gets the next free pid (2 next to a
+// fresh init). The stage reports its pid and exits 0; the kernel
+// reparents the command to the nearest child subreaper above the stage
+// at the stage's pid-namespace level, the supervisor, which then gets its
+// exit status. A pid namespace cannot be both joined and nested
+// (CLONE_NEWPID): the kernel nests a new one only in the creator's active
+// pid namespace, which setns does not change; a nested isolated child is
+// therefore a new pid namespace at the caller's level.
+//
+// # Pids in a new pid namespace
+//
+// An isolated stage is pid 1 of its new pid namespace and its runtime
+// threads take the pids after 1 until the exec. Before the exec the stage
+// writes /proc/sys/kernel/ns_last_pid (root only): 1 for a command, so
+// the next process is pid 2; for porto-init, whose own runtime threads
+// live on, a value near pid_max, so that those threads take pids up
+// there, and porto-init moves the cursor back to 1 once its threads exist
+// and only then closes the sync socket.
 package isolation

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"syscall"
@@ -18,9 +17,16 @@ import (
 // StageArg.
 const StageArg = "__isolate"
 
-// mntnsArg, followed by an fd number, tells the stage to enter the mount
-// namespace open at that fd.
-const mntnsArg = "mntns="
+// joinArg, followed by "KIND:FD", tells the stage to enter the namespace
+// of that kind ("ipc", "uts", "net", "pid", "mnt") open at fd FD; one
+// argument per namespace, in joinOrder.
+const joinArg = "join="
+
+// unshareArg, followed by a decimal clone-flags value, tells the stage to
+// unshare those namespaces after joining (the new namespaces of the
+// LaunchSpec whose kinds it joins: a new namespace is then a child or a
+// copy of the joined one).
+const unshareArg = "unshare="
 
 // CloneFlags returns the clone flags for cfg's new namespaces and records
 // in cfg whether the stage gets a new mount namespace (cfg.NewMountNS):
@@ -53,87 +59,57 @@ func hasRoot(cfg *Config) bool { return cfg.Root != "" && cfg.Root != "/" }
 // because it changes what paths mean.
 var joinOrder = []string{"ipc", "uts", "net", "pid", "mnt"}
 
+// nsFlag is the CLONE_NEW* flag of each namespace kind.
+var nsFlag = map[string]uintptr{
+	"ipc": unix.CLONE_NEWIPC, "uts": unix.CLONE_NEWUTS, "net": unix.CLONE_NEWNET,
+	"pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS,
+}
+
 // Launch starts "self __isolate" with files as its descriptors (0 stdin,
 // 1 stdout, 2 stderr, 3 the child end of the sync socket, then any extra
 // ones such as Config.InitFD), spec.Cloneflags for new namespaces, a new
 // session, and no parent-death signal: containers outlive their spawner.
 // The caller becomes the parent of the stage and must reap it. Launch
-// closes none of the caller's files.
+// closes none of the caller's files and changes no namespace of the
+// calling process or of any of its threads.
 //
-// With spec.JoinPid > 0, the stage is forked from a dedicated, locked OS
-// thread that first enters the namespaces spec.JoinNS of that pid (in the
-// order ipc, uts, net, pid); the thread is thrown away afterwards (never
-// the main thread: its namespaces stand for the whole process). The mount
-// namespace ("mnt") is entered by the stage itself, first thing after it
-// has the config, through an fd Launch passes it (appended after files, its
-// number given as "mntns=N" after StageArg); so self is always executed
-// from the host's filesystem, and with CLONE_NEWNS the stage then makes
-// itself a private copy of the joined mount namespace. Joining "pid"
-// cannot be combined with CLONE_NEWPID: the kernel nests a new pid
+// With spec.JoinPid > 0, Launch opens the namespaces spec.JoinNS of that
+// pid and passes them to the stage (appended after files, named by
+// "join=KIND:FD" arguments after StageArg); the stage itself is created
+// in the caller's namespaces, minus the new namespaces of the joined kinds
+// (passed as "unshare=FLAGS"). The stage enters them on its own locked
+// thread (see RunStage), so no thread of the stage's Go runtime lives in a
+// joined pid namespace. When "pid" is joined, the stage forks the command
+// into it and exits; WaitExec then returns the command's pid. Joining
+// "pid" cannot be combined with CLONE_NEWPID: the kernel nests a new pid
 // namespace only in the creator's active one, which setns does not change.
 func Launch(self string, spec LaunchSpec, files []*os.File) (pid int, err error) {
 	if spec.JoinPid < 0 {
 		return 0, fmt.Errorf("launch: bad join pid %d", spec.JoinPid)
 	}
 	if spec.JoinPid == 0 {
-		return start(self, spec, files)
+		return start(self, spec.Cloneflags, files)
 	}
-	type result struct {
-		pid int
-		err error
-	}
-	ch := make(chan result, 1)
-	join := func(ch chan<- result) {
-		// Never unlocked: the thread's namespaces are changed, so the
-		// runtime must discard it when this goroutine ends.
-		runtime.LockOSThread()
-		pid, err := launchJoined(self, spec, files)
-		ch <- result{pid, err}
-	}
-	go func() {
-		runtime.LockOSThread()
-		if unix.Gettid() != unix.Getpid() {
-			join(ch)
-			return
-		}
-		// This is the main thread, which Go never discards (it wedges it
-		// instead) and whose namespaces are what /proc/<pid>/{ns,mountinfo,
-		// root} show for the whole process. Keep it busy here so the join
-		// runs on another thread.
-		inner := make(chan result, 1)
-		go join(inner)
-		r := <-inner
-		runtime.UnlockOSThread()
-		ch <- r
-	}()
-	r := <-ch
-	return r.pid, r.err
-}
-
-func launchJoined(self string, spec LaunchSpec, files []*os.File) (int, error) {
+	var joined uintptr
 	for _, ns := range spec.JoinNS {
 		if !slices.Contains(joinOrder, ns) {
 			return 0, fmt.Errorf("join namespace %q: unknown kind", ns)
 		}
+		joined |= nsFlag[ns]
 	}
-	if slices.Contains(spec.JoinNS, "pid") && spec.Cloneflags&unix.CLONE_NEWPID != 0 {
+	if joined&unix.CLONE_NEWPID != 0 && spec.Cloneflags&unix.CLONE_NEWPID != 0 {
 		// The kernel creates a new pid namespace only as a child of the
 		// creator's own (active) one, which setns does not change.
 		return 0, errors.New("launch: cannot join a pid namespace and create a nested one")
 	}
-	nsTypes := map[string]int{
-		"ipc": unix.CLONE_NEWIPC, "uts": unix.CLONE_NEWUTS, "net": unix.CLONE_NEWNET,
-		"pid": unix.CLONE_NEWPID, "mnt": unix.CLONE_NEWNS,
-	}
-	// Open everything first.
 	var nsFiles []*os.File
 	defer func() {
 		for _, f := range nsFiles {
 			f.Close()
 		}
 	}()
-	var kinds []string
-	var extraArgs []string
+	files = slices.Clip(files)
+	var args []string
 	for _, ns := range joinOrder {
 		if !slices.Contains(spec.JoinNS, ns) {
 			continue
@@ -143,31 +119,23 @@ func launchJoined(self string, spec LaunchSpec, files []*os.File) (int, error) {
 			return 0, fmt.Errorf("join namespaces of %d: %w", spec.JoinPid, err)
 		}
 		nsFiles = append(nsFiles, f)
-		if ns == "mnt" {
-			// The stage enters the mount namespace itself, so that self is
-			// still executed from the host's filesystem.
-			files = append(slices.Clip(files), f)
-			extraArgs = append(extraArgs, mntnsArg+strconv.Itoa(len(files)-1))
-			continue
-		}
-		kinds = append(kinds, ns)
+		files = append(files, f)
+		args = append(args, joinArg+ns+":"+strconv.Itoa(len(files)-1))
 	}
-	for i, kind := range kinds {
-		if err := unix.Setns(int(nsFiles[i].Fd()), nsTypes[kind]); err != nil {
-			return 0, fmt.Errorf("setns(%s of %d): %w", kind, spec.JoinPid, err)
-		}
+	if u := spec.Cloneflags & joined; u != 0 {
+		args = append(args, unshareArg+strconv.FormatUint(uint64(u), 10))
 	}
-	return start(self, spec, files, extraArgs...)
+	return start(self, spec.Cloneflags&^joined, files, args...)
 }
 
-func start(self string, spec LaunchSpec, files []*os.File, extraArgs ...string) (int, error) {
+func start(self string, cloneflags uintptr, files []*os.File, extraArgs ...string) (int, error) {
 	if len(files) < 4 {
 		return 0, errors.New("launch: need stdin, stdout, stderr and the sync socket")
 	}
 	p, err := os.StartProcess(self, append([]string{self, StageArg}, extraArgs...), &os.ProcAttr{
 		Files: files,
 		Sys: &syscall.SysProcAttr{
-			Cloneflags: spec.Cloneflags,
+			Cloneflags: cloneflags,
 			Setsid:     true,
 		},
 	})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,11 +27,21 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // os.Args[1] == StageArg.
 //
 // It reads the Config from fd 3 (exiting quietly if the parent closes the
-// socket first), joins Config.CgroupProcs, sets up mounts, pivot_root,
-// hostname, rlimits, stdio, cwd, credentials and capabilities, and execs
-// the command (or the porto-init binary at Config.InitFD, with Argv as its
-// argv). Any failure is reported as a *StartError on fd 3, and the
-// stage exits with status 127.
+// socket first), joins Config.CgroupProcs, enters the namespaces Launch
+// passed it, sets up mounts, pivot_root, hostname, rlimits, stdio, cwd,
+// credentials and capabilities, and execs the command (or the porto-init
+// binary at Config.InitFD, with Argv as its argv). Any failure is reported
+// as a *StartError on fd 3, and the stage exits with status 127.
+//
+// Everything happens on one locked OS thread: namespaces joined with setns
+// (after unshare(CLONE_FS)), the mount namespace, cwd and root, the
+// capability bounding set and the credentials are that thread's own. When
+// a pid namespace was joined, setns only changed the namespace that
+// thread's children are created in, so instead of executing the command
+// the stage forks it from that thread (it is created directly in the
+// joined pid namespace, with none of the stage's runtime threads there),
+// reports its pid on fd 3 and exits 0; the command is then reparented to
+// the nearest child subreaper above the stage (the supervisor).
 func RunStage() {
 	// Credentials and the final execve are per-thread: keep everything on
 	// this one.
@@ -43,7 +54,18 @@ func RunStage() {
 		}
 		fail(sync, NewStartError("read config", err))
 	}
-	fail(sync, runSetup(cfg, os.Args[2:]))
+	pid, se := runSetup(cfg, os.Args[2:])
+	if se != nil {
+		fail(sync, se)
+	}
+	// Only a forked command gets here: report it and leave it running.
+	if err := writeReply(sync, &stageReply{Pid: pid}); err != nil {
+		// The parent is gone or broken: the command must not run on
+		// unaccounted for.
+		unix.Kill(pid, unix.SIGKILL)
+		os.Exit(stageExitFailure)
+	}
+	os.Exit(0)
 }
 
 func fail(sync *os.File, se *StartError) {
@@ -51,7 +73,7 @@ func fail(sync *os.File, se *StartError) {
 	os.Exit(stageExitFailure)
 }
 
-func runSetup(cfg *Config, args []string) (se *StartError) {
+func runSetup(cfg *Config, args []string) (pid int, se *StartError) {
 	defer func() {
 		if r := recover(); r != nil {
 			se = stageError(unix.EINVAL, "isolation stage", fmt.Sprintf("Internal error: %v", r))
@@ -60,86 +82,203 @@ func runSetup(cfg *Config, args []string) (se *StartError) {
 	return setup(cfg, args)
 }
 
-// setup returns only on failure.
-func setup(cfg *Config, args []string) *StartError {
-	for _, p := range cfg.CgroupProcs {
-		if err := writeFile(p, "0"); err != nil {
-			return NewStartError("attach to cgroup "+p, err)
+// nsJoin is one namespace to enter: its kind and the fd Launch passed.
+type nsJoin struct {
+	kind string
+	fd   int
+}
+
+// parseArgs reads the join= and unshare= arguments of Launch.
+func parseArgs(args []string) (joins []nsJoin, unshare uintptr, se *StartError) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, joinArg); ok {
+			kind, fd, _ := strings.Cut(v, ":")
+			n, err := strconv.Atoi(fd)
+			if _, known := nsFlag[kind]; !known || err != nil || n < 3 {
+				return nil, 0, stageError(unix.EINVAL, "setns", "Bad namespace argument "+strconv.Quote(a))
+			}
+			joins = append(joins, nsJoin{kind, n})
+		} else if v, ok := strings.CutPrefix(a, unshareArg); ok {
+			f, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return nil, 0, stageError(unix.EINVAL, "unshare", "Bad unshare argument "+strconv.Quote(a))
+			}
+			unshare = uintptr(f)
 		}
 	}
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, mntnsArg); ok {
-			if se := joinMountNS(v, cfg.NewMountNS); se != nil {
-				return se
-			}
+	return joins, unshare, nil
+}
+
+// setup returns the pid of the forked command (pid namespace joined), or
+// only on failure.
+func setup(cfg *Config, args []string) (int, *StartError) {
+	joins, unshareFlags, se := parseArgs(args)
+	if se != nil {
+		return 0, se
+	}
+	for _, p := range cfg.CgroupProcs {
+		if err := writeFile(p, "0"); err != nil {
+			return 0, NewStartError("attach to cgroup "+p, err)
+		}
+	}
+	// The init of a new pid namespace: its runtime threads took the pids
+	// after 1; the cursor is moved past them before the exec (see
+	// pidCursor). Opened now, while /proc is the host's.
+	var cursor *os.File
+	if cfg.Isolate && unix.Getpid() == 1 {
+		cursor, _ = os.OpenFile("/proc/sys/kernel/ns_last_pid", os.O_WRONLY, 0)
+		if cursor != nil {
+			defer cursor.Close()
+		}
+	}
+	fork := false
+	if len(joins) > 0 {
+		if se := joinNamespaces(joins, unshareFlags); se != nil {
+			return 0, se
+		}
+		for _, j := range joins {
+			fork = fork || j.kind == "pid"
 		}
 	}
 	if se := setupMounts(cfg); se != nil {
-		return se
+		return 0, se
 	}
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
-			return NewStartError("sethostname("+cfg.Hostname+")", err)
+			return 0, NewStartError("sethostname("+cfg.Hostname+")", err)
 		}
 	}
 	for _, rl := range cfg.Rlimits {
 		lim := syscall.Rlimit{Cur: rl.Soft, Max: rl.Hard}
 		if err := syscall.Setrlimit(rl.Resource, &lim); err != nil {
-			return NewStartError("setrlimit("+RlimitName(rl.Resource)+")", err)
+			return 0, NewStartError("setrlimit("+RlimitName(rl.Resource)+")", err)
 		}
 	}
 	if se := asUser(cfg, func() *StartError { return setupStdio(cfg) }); se != nil {
-		return se
+		return 0, se
 	}
 	if cfg.Capabilities != nil {
 		if se := limitCapabilities(cfg.Capabilities); se != nil {
-			return se
+			return 0, se
 		}
 	}
+	if cursor != nil {
+		setPidCursor(cursor, cfg)
+	}
 	if se := setCredentials(cfg); se != nil {
-		return se
+		return 0, se
 	}
 	// A non-root container never gains privileges through execve: with a
 	// bind of the user's own /etc/pam.d over the host's (or the host's su
 	// bound into the user's root), setuid su would make it root on the host.
 	if cfg.UID != 0 {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return NewStartError("prctl(no_new_privs)", err)
+			return 0, NewStartError("prctl(no_new_privs)", err)
 		}
 	}
 	// Nothing of ours may leak into the command: the sync socket closes
 	// when execve succeeds, which is how the parent learns it did.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return NewStartError("close_range", err)
+		return 0, NewStartError("close_range", err)
+	}
+	if fork {
+		return forkCommand(cfg)
 	}
 	if cfg.InitFD > 0 {
-		return execInit(cfg)
+		return 0, execInit(cfg)
 	}
-	return execvpe(cfg.Argv, cfg.Env)
+	return 0, execvpe(cfg.Argv, cfg.Env, execRunner)
 }
 
-// joinMountNS moves this thread (the one that will exec) into the mount
-// namespace open at fd, and into a private copy of it when the stage was
-// meant to have a new mount namespace.
-func joinMountNS(fd string, copyNS bool) *StartError {
-	n, err := strconv.Atoi(fd)
-	if err != nil || n < 3 {
-		return stageError(unix.EINVAL, "setns(mnt)", "Bad mount namespace fd "+strconv.Quote(fd))
-	}
-	defer unix.Close(n)
-	// setns(mnt) needs a thread that shares its fs_struct with no other.
+// joinNamespaces moves this thread (the one that will exec or fork the
+// command) into the namespaces Launch passed, in joinOrder, then unshares
+// the new namespaces of the joined kinds: a copy of the joined mount
+// namespace, a new UTS namespace for a hostname, and so on.
+func joinNamespaces(joins []nsJoin, unshareFlags uintptr) *StartError {
+	// setns(mnt) needs a thread that shares its fs_struct with no other;
+	// it also keeps this thread's root and cwd its own.
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return NewStartError("unshare(CLONE_FS)", err)
 	}
-	if err := unix.Setns(n, unix.CLONE_NEWNS); err != nil {
-		return NewStartError("setns(mnt)", err)
+	for _, kind := range joinOrder {
+		for _, j := range joins {
+			if j.kind != kind {
+				continue
+			}
+			err := unix.Setns(j.fd, int(nsFlag[kind]))
+			unix.Close(j.fd)
+			if err != nil {
+				return NewStartError("setns("+kind+")", err)
+			}
+		}
 	}
-	if copyNS {
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			return NewStartError("unshare(CLONE_NEWNS)", err)
+	if unshareFlags != 0 {
+		if err := unix.Unshare(int(unshareFlags)); err != nil {
+			return NewStartError("unshare("+strconv.FormatUint(uint64(unshareFlags), 16)+")", err)
 		}
 	}
 	return nil
+}
+
+// setPidCursor makes the next pid of the new pid namespace (this stage is
+// its init) come right after 1, although the stage's own runtime threads
+// hold the pids after it until the exec: those are free again by the time
+// the command forks. porto-init (Config.InitFD) is a Go program with
+// runtime threads of its own: the cursor is moved near pid_max instead, so
+// that they take high pids, and porto-init moves it back to 1 once they
+// exist (it can only when it keeps CAP_SYS_ADMIN; otherwise the cursor
+// stays at 1 and its children follow its threads). Best effort: a failure
+// only makes pids less pretty.
+func setPidCursor(cursor *os.File, cfg *Config) {
+	next := 1
+	if cfg.InitFD > 0 && cfg.UID == 0 && (cfg.Capabilities == nil ||
+		slices.Contains(cfg.Capabilities, capSysAdmin) || slices.Contains(cfg.Capabilities, capCheckpointRestore)) {
+		if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+			if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && max > 4*initThreadPids {
+				next = max - initThreadPids
+			}
+		}
+	}
+	_, _ = cursor.WriteString(strconv.Itoa(next))
+}
+
+// initThreadPids is how many pids below pid_max porto-init's runtime
+// threads may take.
+const initThreadPids = 1024
+
+const (
+	capSysAdmin          = 21
+	capCheckpointRestore = 40
+)
+
+// forkCommand creates the command as a child of this thread, so in the
+// pid namespace it joined, and returns its pid (in the stage's own,
+// host-level, pid namespace).
+func forkCommand(cfg *Config) (int, *StartError) {
+	var pid int
+	run := func(file string, argv, env []string) error {
+		var err error
+		pid, err = syscall.ForkExec(file, argv, &syscall.ProcAttr{
+			Env:   env,
+			Files: []uintptr{0, 1, 2},
+			Sys:   &syscall.SysProcAttr{Setsid: true},
+		})
+		return err
+	}
+	if cfg.InitFD > 0 {
+		argv := cfg.Argv
+		if len(argv) == 0 {
+			argv = []string{"porto-init"}
+		}
+		if err := run("/proc/self/fd/"+strconv.Itoa(cfg.InitFD), argv, cfg.Env); err != nil {
+			return 0, NewStartError("execveat(porto-init)", err)
+		}
+		return pid, nil
+	}
+	if se := execvpe(cfg.Argv, cfg.Env, forkRunner(run)); se != nil {
+		return 0, se
+	}
+	return pid, nil
 }
 
 func writeFile(name, data string) error {
@@ -294,27 +433,49 @@ func lookupEnv(env []string, key string) (string, bool) {
 	return "", false
 }
 
+// runner runs one candidate file for execvpe: an exec (which returns only
+// on failure) or a fork of the command. precheck makes execvpe look at a
+// candidate before running it, because a failed fork-and-exec costs a pid
+// in the container's pid namespace.
+type runner struct {
+	run      func(file string, argv, env []string) error
+	precheck bool
+}
+
+var execRunner = runner{run: func(file string, argv, env []string) error {
+	return syscall.Exec(file, argv, env)
+}}
+
+func forkRunner(run func(file string, argv, env []string) error) runner {
+	return runner{run: run, precheck: true}
+}
+
 // execvpe has the semantics of glibc's execvpe: a name with a '/' is run
 // as is, otherwise it is searched in PATH (from env, or a default);
 // EACCES on one candidate does not stop the search; a file the kernel
-// cannot execute (ENOEXEC) is run by /bin/sh. It returns only on failure.
-func execvpe(argv, env []string) *StartError {
+// cannot execute (ENOEXEC) is run by /bin/sh. It returns nil only when r
+// forked the command; otherwise only on failure.
+func execvpe(argv, env []string, r runner) *StartError {
 	if len(argv) == 0 || argv[0] == "" {
 		return stageError(unix.ENOENT, "execvpe()", "Command is empty")
 	}
 	op := "execvpe(" + argv[0] + ")"
 	try := func(file string) error {
-		err := syscall.Exec(file, argv, env)
+		err := r.run(file, argv, env)
 		if err == syscall.ENOEXEC {
 			sh := append([]string{"/bin/sh", file}, argv[1:]...)
-			if err2 := syscall.Exec("/bin/sh", sh, env); err2 != nil {
+			if err2 := r.run("/bin/sh", sh, env); err2 != nil {
 				return err
 			}
+			return nil
 		}
 		return err
 	}
 	if strings.Contains(argv[0], "/") {
-		return NewStartError(op, try(argv[0]))
+		if err := try(argv[0]); err != nil {
+			return NewStartError(op, err)
+		}
+		return nil
 	}
 	p, ok := lookupEnv(env, "PATH")
 	if !ok {
@@ -325,8 +486,17 @@ func execvpe(argv, env []string) *StartError {
 		if dir == "" {
 			dir = "."
 		}
-		err := try(dir + "/" + argv[0])
+		file := dir + "/" + argv[0]
+		var err error
+		if r.precheck {
+			err = executable(file)
+		}
+		if err == nil {
+			err = try(file)
+		}
 		switch err {
+		case nil:
+			return nil
 		case syscall.EACCES:
 			sawEACCES = true
 		case syscall.ENOENT, syscall.ENOTDIR, syscall.ESTALE, syscall.ENODEV, syscall.ETIMEDOUT, syscall.ENAMETOOLONG:
@@ -340,6 +510,24 @@ func execvpe(argv, env []string) *StartError {
 	return NewStartError(op, syscall.ENOENT)
 }
 
+// executable fails the way execve most likely would on file: the error of
+// finding it, EACCES for what is not a regular file or not executable by
+// this thread's (real, here also effective) credentials.
+func executable(file string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return syscall.EACCES
+	}
+	return unix.Access(file, unix.X_OK)
+}
+
+// initReadyFDEnv tells porto-init which descriptor to close once it is
+// ready (cmd/porto-init).
+const initReadyFDEnv = "PORTO_INIT_READY_FD"
+
 // execInit runs the porto-init binary open at cfg.InitFD with cfg.Argv as
 // its argv (["porto-init"] when empty): ["porto-init"] holds the
 // namespaces, ["porto-init", "--", CMD...] runs CMD under it.
@@ -349,11 +537,17 @@ func execInit(cfg *Config) *StartError {
 		argv = []string{"porto-init"}
 	}
 	op := "execveat(porto-init)"
+	// porto-init inherits the sync socket and closes it once it is ready
+	// (signals handled, pid cursor reset), which is when WaitExec returns.
+	env := append(slices.Clip(cfg.Env), initReadyFDEnv+"=3")
+	if _, err := unix.FcntlInt(3, unix.F_SETFD, 0); err != nil {
+		return NewStartError(op, err)
+	}
 	// Prefer syscall.Exec through /proc: it also restores the soft
 	// RLIMIT_NOFILE that the Go runtime raised in this stage.
 	viaProc := "/proc/self/fd/" + strconv.Itoa(cfg.InitFD)
 	if _, err := os.Stat(viaProc); err == nil {
-		err := syscall.Exec(viaProc, argv, cfg.Env)
+		err := syscall.Exec(viaProc, argv, env)
 		if err != syscall.ENOENT {
 			return NewStartError(op, err)
 		}
@@ -362,7 +556,7 @@ func execInit(cfg *Config) *StartError {
 	if err != nil {
 		return NewStartError(op, err)
 	}
-	envp, err := syscall.SlicePtrFromStrings(cfg.Env)
+	envp, err := syscall.SlicePtrFromStrings(env)
 	if err != nil {
 		return NewStartError(op, err)
 	}

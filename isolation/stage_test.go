@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -120,8 +121,12 @@ func run(t *testing.T, cfg isolation.Config) result {
 	}
 	pid, parent := launch(t, cfg, isolation.LaunchSpec{}, out, errf)
 	var r result
-	r.err = isolation.WaitExec(parent)
+	var cmd int
+	cmd, r.err = isolation.WaitExec(parent)
 	parent.Close()
+	if cmd != 0 {
+		t.Errorf("a stage that joined no pid namespace forked pid %d", cmd)
+	}
 	r.status = wait(t, pid)
 	o, _ := os.ReadFile(out.Name())
 	e, _ := os.ReadFile(errf.Name())
@@ -481,47 +486,169 @@ func TestVirtModeOS(t *testing.T) {
 	mustRun(t, isolation.Config{Argv: sh("touch /run/x"), Root: root, Isolate: true, VirtMode: "os", RootReadonly: true})
 }
 
-// TestJoin starts a long-lived isolated container and launches a second
-// process into its pid and mount namespaces.
+// subreaper makes this test process the reaper of the commands that
+// joined stages fork (the supervisor's role), for the rest of the test.
+func subreaper(t *testing.T) {
+	t.Helper()
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
+}
+
+// startJoined launches cfg into the namespaces joinNS of pid. With "pid"
+// among them it expects the stage to fork the command: it reaps the stage
+// (which must exit 0) and returns the command's pid, now a child of this
+// (subreaper) process. Otherwise the stage itself is the command.
+func startJoined(t *testing.T, cfg isolation.Config, pid int, joinNS []string, out *os.File, extra ...*os.File) (int, error) {
+	t.Helper()
+	jpid, jparent := launch(t, cfg, isolation.LaunchSpec{JoinPid: pid, JoinNS: joinNS}, out, out, extra...)
+	cmd, err := isolation.WaitExec(jparent)
+	jparent.Close()
+	if !slices.Contains(joinNS, "pid") {
+		if cmd != 0 {
+			t.Errorf("stage forked pid %d without joining a pid namespace", cmd)
+		}
+		return jpid, err
+	}
+	ws := wait(t, jpid)
+	if err != nil {
+		if !ws.Exited() || ws.ExitStatus() != 127 {
+			t.Errorf("failed joined stage: status %#x", ws)
+		}
+		return 0, err
+	}
+	if cmd <= 0 || cmd == jpid {
+		t.Fatalf("joined stage reported command pid %d (stage %d)", cmd, jpid)
+	}
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("joined stage after the fork: status %#x", ws)
+	}
+	t.Cleanup(func() {
+		if unix.Kill(cmd, 0) == nil {
+			unix.Kill(cmd, unix.SIGKILL)
+			var ws unix.WaitStatus
+			unix.Wait4(cmd, &ws, 0, nil)
+		}
+	})
+	return cmd, nil
+}
+
+// killInit kills the init of a pid namespace and reaps it. Its exit
+// completes only when every other process of its namespace is reaped, so
+// the joined commands (children of this subreaper) are reaped too.
+func killInit(pid int) {
+	unix.Kill(pid, unix.SIGKILL)
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || got == pid {
+			return
+		}
+	}
+}
+
+// nsPid is pid's pid in its innermost pid namespace.
+func nsPid(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "NSpid:"); ok {
+			f := strings.Fields(v)
+			return f[len(f)-1]
+		}
+	}
+	t.Fatalf("no NSpid for %d", pid)
+	return ""
+}
+
+// TestJoin starts a long-lived isolated container and launches processes
+// into its namespaces: they are created in its pid namespace with the next
+// pids (the stage's runtime threads use none of them), become children of
+// the subreaper, which gets their exit status.
 func TestJoin(t *testing.T) {
 	requireRoot(t)
+	subreaper(t)
 	root := buildRoot(t)
 	null, _ := os.OpenFile("/dev/null", os.O_WRONLY, 0)
 	defer null.Close()
 	holder := isolation.Config{Argv: []string{"sleep", "100"}, Root: root, Isolate: true, Env: []string{testPath}}
 	pid, parent := launch(t, holder, isolation.LaunchSpec{}, null, null)
-	if err := isolation.WaitExec(parent); err != nil {
-		t.Fatal(err)
+	if cmd, err := isolation.WaitExec(parent); err != nil || cmd != 0 {
+		t.Fatal(cmd, err)
 	}
 	parent.Close()
-	defer func() {
-		unix.Kill(pid, unix.SIGKILL)
-		var ws unix.WaitStatus
-		unix.Wait4(pid, &ws, 0, nil)
-	}()
+	defer killInit(pid)
+	all := []string{"ipc", "uts", "net", "pid", "mnt"}
 
+	// A missing command fails as in any other start, and costs no pid:
+	// the PATH search looks before it forks.
 	dir := t.TempDir()
 	out, _ := os.Create(filepath.Join(dir, "out"))
 	defer out.Close()
-	cfg := isolation.Config{Argv: sh("echo $$; ls /"), Env: []string{testPath}}
-	jpid, jparent := launch(t, cfg, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"pid", "mnt"}}, out, out)
-	err := isolation.WaitExec(jparent)
-	jparent.Close()
-	wait(t, jpid)
+	_, err := startJoined(t, isolation.Config{Argv: []string{"nonexistent"}, Env: []string{testPath}}, pid, all, out)
+	var se *isolation.StartError
+	if !errors.As(err, &se) || se.Error() != "No such file or directory: execvpe(nonexistent)" || se.Errno != 2 {
+		t.Errorf("joined missing command: %v", err)
+	}
+
+	cfg := isolation.Config{Argv: sh("echo $$; ls /; exit 7"), Env: []string{testPath}}
+	cmd, err := startJoined(t, cfg, pid, []string{"pid", "mnt"}, out)
 	if err != nil {
 		t.Fatalf("joined start: %v", err)
+	}
+	if ws := wait(t, cmd); !ws.Exited() || ws.ExitStatus() != 7 {
+		t.Errorf("joined command: status %#x, want exit 7", ws)
 	}
 	b, _ := os.ReadFile(out.Name())
 	t.Logf("joined: %q", b)
 	lines := strings.Split(string(b), "\n")
-	if len(lines) < 3 || lines[0] == "1" {
-		t.Fatalf("joined output %q", b)
-	}
-	if n, _ := strconv.Atoi(lines[0]); n < 2 || n > 10 {
-		t.Errorf("joined pid %q is not in the container's pid namespace", lines[0])
+	if lines[0] != "2" {
+		t.Errorf("joined command has pid %q in the container, want 2", lines[0])
 	}
 	if !strings.Contains(string(b), "\nbin\n") || strings.Contains(string(b), "home\n") {
 		t.Errorf("joined process does not see the container's root: %q", b)
+	}
+
+	// Credentials, capabilities, a hostname of its own (a new UTS
+	// namespace copied from the joined one) and the container's ipc/net.
+	out3, _ := os.Create(filepath.Join(dir, "out3"))
+	defer out3.Close()
+	cfg = isolation.Config{Argv: sh("echo $$; id -u; hostname; sleep 100"), Env: []string{testPath}, UID: 65534, GID: 65534, Groups: []int{65534},
+		Hostname: "joined", Capabilities: []int{}}
+	cmd, err = startJoined(t, cfg, pid, all, out3)
+	if err != nil {
+		t.Fatalf("joined start as nobody: %v", err)
+	}
+	for i := 0; i < 200; i++ {
+		if b, _ := os.ReadFile(out3.Name()); strings.Count(string(b), "\n") >= 3 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, _ := os.ReadFile(out3.Name()); !strings.HasSuffix(string(got), "\n65534\njoined\n") || nsPid(t, cmd)+"\n65534\njoined\n" != string(got) {
+		t.Errorf("joined as nobody: %q", got)
+	}
+	st, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd) + "/status")
+	if !strings.Contains(string(st), "CapBnd:\t0000000000000000") || !strings.Contains(string(st), "\nPPid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		t.Errorf("joined command status:\n%s", st)
+	}
+	for _, ns := range []string{"ipc", "net", "pid", "mnt", "uts"} {
+		a, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + ns)
+		c, _ := os.Readlink("/proc/" + strconv.Itoa(cmd) + "/ns/" + ns)
+		if (a == c) != (ns != "uts") {
+			t.Errorf("%s namespace: container %s, joined command %s", ns, a, c)
+		}
+	}
+	unix.Kill(cmd, unix.SIGKILL)
+	if ws := wait(t, cmd); !ws.Signaled() || ws.Signal() != unix.SIGKILL {
+		t.Errorf("killed joined command: status %#x", ws)
 	}
 
 	// Nesting a new pid namespace in a joined one is refused clearly.
@@ -531,13 +658,12 @@ func TestJoin(t *testing.T) {
 		t.Errorf("join pid + CLONE_NEWPID: %v", err)
 	}
 	// An isolated child that shares the running container's filesystem:
-	// its new mount namespace is a copy of the joined one.
+	// its new mount namespace is a copy of the joined one; the stage is
+	// the command (pid 1 of its own pid namespace).
 	out2, _ := os.Create(filepath.Join(dir, "out2"))
 	defer out2.Close()
 	cfg = isolation.Config{Argv: sh("echo $$; ls /"), Isolate: true, Hostname: "child", Env: []string{testPath}}
-	jpid, jparent = launch(t, cfg, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"mnt"}}, out2, out2)
-	err = isolation.WaitExec(jparent)
-	jparent.Close()
+	jpid, err := startJoined(t, cfg, pid, []string{"mnt"}, out2)
 	wait(t, jpid)
 	if err != nil {
 		t.Fatalf("nested isolated start: %v", err)
@@ -545,6 +671,47 @@ func TestJoin(t *testing.T) {
 	b, _ = os.ReadFile(out2.Name())
 	if !strings.HasPrefix(string(b), "1\n") || !strings.Contains(string(b), "\nbin\n") || strings.Contains(string(b), "home\n") {
 		t.Errorf("nested isolated child: %q", b)
+	}
+}
+
+// TestJoinPs is the seed's "parent/ps": an isolated container without a
+// root runs sleep as pid 1; a joined sleep is pid 2 and a joined ps pid 3.
+func TestJoinPs(t *testing.T) {
+	requireRoot(t)
+	subreaper(t)
+	null, _ := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	defer null.Close()
+	holder := isolation.Config{Argv: []string{"sleep", "100"}, Isolate: true, Env: []string{testPath}}
+	pid, parent := launch(t, holder, isolation.LaunchSpec{}, null, null)
+	if cmd, err := isolation.WaitExec(parent); err != nil || cmd != 0 {
+		t.Fatal(cmd, err)
+	}
+	parent.Close()
+	defer killInit(pid)
+	all := []string{"ipc", "uts", "net", "pid", "mnt"}
+	child, err := startJoined(t, isolation.Config{Argv: []string{"sleep", "100"}, Env: []string{testPath}}, pid, all, null)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+	defer out.Close()
+	ps, err := startJoined(t, isolation.Config{Argv: []string{"ps", "-e", "-o", "pid=,args="}, Env: []string{testPath}}, pid, all, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := wait(t, ps); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("ps: status %#x", ws)
+	}
+	b, _ := os.ReadFile(out.Name())
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		got = append(got, strings.Join(strings.Fields(l), " "))
+	}
+	if want := []string{"1 sleep 100", "2 sleep 100", "3 ps -e -o pid=,args="}; !slices.Equal(got, want) {
+		t.Errorf("ps in the container:\n%s\nwant %q", b, want)
+	}
+	if n := nsPid(t, child); n != "2" {
+		t.Errorf("joined sleep is pid %s in the container", n)
 	}
 }
 
@@ -590,24 +757,32 @@ func TestInit(t *testing.T) {
 	defer null.Close()
 
 	cfg := isolation.Config{Argv: []string{"porto-init"}, Root: root, Isolate: true, InitFD: 4, Env: []string{testPath}}
+	subreaper(t)
 	pid, parent := launch(t, cfg, isolation.LaunchSpec{}, null, null, initBin)
-	err := isolation.WaitExec(parent)
+	cmd, err := isolation.WaitExec(parent)
 	parent.Close()
-	if err != nil {
-		t.Fatalf("start porto-init: %v", err)
+	if err != nil || cmd != 0 {
+		t.Fatalf("start porto-init: %d, %v", cmd, err)
+	}
+	// WaitExec returned when porto-init was ready: it handles SIGTERM.
+	if st, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status"); !caught(string(st), unix.SIGTERM) {
+		t.Errorf("porto-init reported ready before handling SIGTERM:\n%s", st)
 	}
 	out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
 	defer out.Close()
+	// porto-init's runtime threads took pids near pid_max and porto-init
+	// moved the cursor back: the first joined process is pid 2.
 	child := isolation.Config{Argv: sh("echo $$; cat /proc/1/cmdline"), Env: []string{testPath}}
-	jpid, jparent := launch(t, child, isolation.LaunchSpec{JoinPid: pid, JoinNS: []string{"pid", "mnt"}}, out, out)
-	err = isolation.WaitExec(jparent)
-	jparent.Close()
-	ws := wait(t, jpid)
+	jpid, err := startJoined(t, child, pid, []string{"pid", "mnt"}, out)
 	if err != nil {
 		t.Fatalf("joined start: %v", err)
 	}
+	ws := wait(t, jpid)
+	if !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Errorf("joined command: status %#x", ws)
+	}
 	b, _ := os.ReadFile(out.Name())
-	if lines := strings.Split(string(b), "\n"); len(lines) < 2 || lines[0] == "1" || !strings.HasPrefix(lines[1], "porto-init") {
+	if lines := strings.Split(string(b), "\n"); len(lines) < 2 || lines[0] != "2" || !strings.HasPrefix(lines[1], "porto-init") {
 		t.Errorf("inside the meta container: %q", b)
 	}
 	if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); !strings.HasSuffix(exe, "porto-init") {
@@ -629,15 +804,14 @@ func TestInit(t *testing.T) {
 	out2, _ := os.Create(filepath.Join(t.TempDir(), "out"))
 	defer out2.Close()
 	pid, parent = launch(t, cfg, isolation.LaunchSpec{}, out2, out2, initBin)
-	err = isolation.WaitExec(parent)
+	_, err = isolation.WaitExec(parent)
 	parent.Close()
 	ws = wait(t, pid)
 	if err != nil || !ws.Exited() || ws.ExitStatus() != 3 {
 		t.Errorf("porto-init -- sh: %v, status %#x", err, ws)
 	}
-	// The command is a child of pid 1 (porto-init's runtime threads use
-	// the lowest pids).
-	if b, _ := os.ReadFile(out2.Name()); string(b) == "1\n" || len(b) == 0 {
+	// The command is porto-init's first child: pid 2.
+	if b, _ := os.ReadFile(out2.Name()); string(b) != "2\n" {
 		t.Errorf("command under porto-init has pid %q", b)
 	}
 }
@@ -662,6 +836,17 @@ func wait(t *testing.T, pid int) unix.WaitStatus {
 		}
 		return ws
 	}
+}
+
+// caught reports whether a /proc/PID/status text shows a handler for sig.
+func caught(status string, sig unix.Signal) bool {
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "SigCgt:\t"); ok {
+			m, err := strconv.ParseUint(v, 16, 64)
+			return err == nil && m&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return false
 }
 
 // waitCaught waits until pid has a handler for sig.

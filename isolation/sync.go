@@ -49,26 +49,48 @@ func Release(sync *os.File, cfg *Config) error {
 	return nil
 }
 
-// WaitExec reads the parent end of the sync socket until EOF. EOF with no
-// data means the stage reached execve and it succeeded (the stage's end is
-// close-on-exec). Otherwise the stage sent a *StartError, which is returned
-// as the error; any other error is a failure to read the socket.
+// WaitExec reads the parent end of the sync socket until EOF and says how
+// the command started:
 //
-// WaitExec blocks until the stage execs or fails; a caller that needs a
-// bound can set a read deadline on sync first.
-func WaitExec(sync *os.File) error {
+//   - EOF with no data: the stage itself reached execve and it succeeded
+//     (the stage's end is close-on-exec); pid is 0 and the command is the
+//     stage's own pid. This is the path of every launch that joins no pid
+//     namespace.
+//   - a reply with a pid: the stage joined a pid namespace and forked the
+//     command there; pid is the command's pid in the stage's (the
+//     caller's) pid namespace. The stage then exits 0 by itself and the
+//     command is reparented to the supervisor, so the caller must expect
+//     two exits: the stage's (status 0, to be acknowledged and ignored) and
+//     later the command's.
+//   - a *StartError: the stage failed (and exits 127); any other error is
+//     a failure to read the socket.
+//
+// WaitExec blocks until the stage execs, forks or fails; a caller that
+// needs a bound can set a read deadline on sync first.
+func WaitExec(sync *os.File) (pid int, err error) {
 	b, err := io.ReadAll(io.LimitReader(sync, maxFrame))
 	if err != nil {
-		return fmt.Errorf("wait for exec: %w", err)
+		return 0, fmt.Errorf("wait for exec: %w", err)
 	}
 	if len(b) == 0 {
-		return nil
+		return 0, nil
 	}
-	se := new(StartError)
-	if err := json.Unmarshal(b, se); err != nil {
-		return &StartError{Errno: int(unix.EPROTO), Op: "stage", Msg: "Malformed reply from the isolation stage"}
+	var r stageReply
+	if err := json.Unmarshal(b, &r); err != nil || (r.Pid <= 0 && r.Op == "" && r.Msg == "") || (r.Pid > 0 && r.Msg != "") {
+		return 0, &StartError{Errno: int(unix.EPROTO), Op: "stage", Msg: "Malformed reply from the isolation stage"}
 	}
-	return se
+	if r.Pid > 0 {
+		return r.Pid, nil
+	}
+	se := r.StartError
+	return 0, &se
+}
+
+// stageReply is what the stage writes on the sync socket: a StartError,
+// or the pid of the command it forked.
+type stageReply struct {
+	Pid int `json:"pid,omitempty"`
+	StartError
 }
 
 // readConfig reads the config frame on the stage side. It returns io.EOF
@@ -98,9 +120,15 @@ func readConfig(r io.Reader) (*Config, error) {
 
 // writeError sends se on the stage side; the stage then exits.
 func writeError(w io.Writer, se *StartError) {
-	b, err := json.Marshal(se)
+	_ = writeReply(w, &stageReply{StartError: *se})
+}
+
+// writeReply sends r on the stage side.
+func writeReply(w io.Writer, r *stageReply) error {
+	b, err := json.Marshal(r)
 	if err != nil {
-		return
+		return err
 	}
-	_, _ = w.Write(b)
+	_, err = w.Write(b)
+	return err
 }

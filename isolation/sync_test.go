@@ -76,10 +76,26 @@ func TestSyncProtocol(t *testing.T) {
 	want := &StartError{Errno: 2, Op: "execvpe(ls)", Msg: "No such file or directory"}
 	writeError(child, want)
 	child.Close()
-	err = WaitExec(parent)
+	pid, err := WaitExec(parent)
 	var se *StartError
-	if !errors.As(err, &se) || *se != *want {
-		t.Fatalf("WaitExec = %#v", err)
+	if !errors.As(err, &se) || *se != *want || pid != 0 {
+		t.Fatalf("WaitExec = %d, %#v", pid, err)
+	}
+}
+
+// TestSyncForked: a stage that forked the command reports its pid.
+func TestSyncForked(t *testing.T) {
+	parent, child, err := SyncPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	if err := writeReply(child, &stageReply{Pid: 4242}); err != nil {
+		t.Fatal(err)
+	}
+	child.Close()
+	if pid, err := WaitExec(parent); pid != 4242 || err != nil {
+		t.Fatalf("WaitExec = %d, %v", pid, err)
 	}
 }
 
@@ -90,8 +106,8 @@ func TestSyncExecSucceeded(t *testing.T) {
 	}
 	defer parent.Close()
 	child.Close() // what a successful execve does to the stage's end
-	if err := WaitExec(parent); err != nil {
-		t.Fatalf("WaitExec after bare EOF = %v", err)
+	if pid, err := WaitExec(parent); pid != 0 || err != nil {
+		t.Fatalf("WaitExec after bare EOF = %d, %v", pid, err)
 	}
 }
 
@@ -116,7 +132,20 @@ func TestSyncMalformedReply(t *testing.T) {
 	child.Write([]byte("garbage"))
 	child.Close()
 	var se *StartError
-	if err := WaitExec(parent); !errors.As(err, &se) || se.Errno != int(unix.EPROTO) {
+	if _, err := WaitExec(parent); !errors.As(err, &se) || se.Errno != int(unix.EPROTO) {
 		t.Fatalf("WaitExec = %v", err)
+	}
+	for _, reply := range []string{`{}`, `{"pid":-1}`, `{"pid":5,"errno":2,"op":"x","msg":"y"}`} {
+		parent, child, err := SyncPair()
+		if err != nil {
+			t.Fatal(err)
+		}
+		child.Write([]byte(reply))
+		child.Close()
+		pid, err := WaitExec(parent)
+		parent.Close()
+		if !errors.As(err, &se) || se.Errno != int(unix.EPROTO) || pid != 0 {
+			t.Errorf("WaitExec(%s) = %d, %v", reply, pid, err)
+		}
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"github.com/porto-dev/porto/api"
 )
 
-// registerPid makes pid's exit find c. The caller holds c's op lock.
+// registerPid makes pid's exit find c. The caller holds c's op lock and
+// is between beginStart and endStart. An exit of pid that came before is
+// delivered now.
 func (m *Manager) registerPid(c *Container, pid int) {
 	c.mu.Lock()
 	c.exitPid = pid
@@ -21,7 +23,49 @@ func (m *Manager) registerPid(c *Container, pid int) {
 	c.mu.Unlock()
 	m.pidMu.Lock()
 	m.pids[pid] = c
+	ex, early := m.parked[pid]
+	delete(m.parked, pid)
 	m.pidMu.Unlock()
+	if early {
+		m.deliverExit(pid, ex.status, ex.lost)
+	}
+}
+
+// parkedExit is an exit of a pid nobody had registered while a start was
+// in flight.
+type parkedExit struct {
+	status int
+	lost   bool
+}
+
+// beginStart marks a start in flight, from before its Spawn until its
+// process is registered for good (a stage that forks the command into a
+// joined pid namespace reports the command's pid, whose exit may come
+// before the start registers it).
+func (m *Manager) beginStart() {
+	m.pidMu.Lock()
+	m.starting++
+	m.pidMu.Unlock()
+}
+
+// endStart ends what beginStart began; the last start in flight
+// acknowledges the exits no start claimed.
+func (m *Manager) endStart() {
+	var acks []int
+	m.pidMu.Lock()
+	m.starting--
+	if m.starting == 0 {
+		for pid, ex := range m.parked {
+			if !ex.lost {
+				acks = append(acks, pid)
+			}
+		}
+		m.parked = nil
+	}
+	m.pidMu.Unlock()
+	for _, pid := range acks {
+		m.ack(pid)
+	}
 }
 
 func (m *Manager) unregisterPid(pid int) {
@@ -56,13 +100,18 @@ func (m *Manager) dispatchExits() {
 }
 
 func (m *Manager) deliverExit(pid, status int, lost bool) {
-	c := m.lookupPid(pid)
-	if c == nil {
-		// A spawn in flight may not have registered its pid yet.
-		m.spawnGate.Lock()
-		c = m.lookupPid(pid)
-		m.spawnGate.Unlock()
+	m.pidMu.Lock()
+	c := m.pids[pid]
+	if c == nil && m.starting > 0 {
+		// A start in flight may not have registered this pid yet.
+		if m.parked == nil {
+			m.parked = map[int]parkedExit{}
+		}
+		m.parked[pid] = parkedExit{status, lost}
+		m.pidMu.Unlock()
+		return
 	}
+	m.pidMu.Unlock()
 	if c == nil {
 		if !lost {
 			m.ack(pid)

@@ -26,12 +26,15 @@ type Manager struct {
 	root   *Container
 	byName map[string]*Container
 
-	// pids maps a supervisor child's pid to its container. spawnGate is
-	// read-held from before a Spawn until its pid is registered, so the exit
-	// dispatcher can tell "not ours" from "not registered yet".
-	pidMu     sync.Mutex
-	pids      map[int]*Container
-	spawnGate sync.RWMutex
+	// pids maps a supervisor child's pid to its container. While starting
+	// > 0 (starts in flight), the exit of a pid not in pids is parked
+	// instead of acknowledged: a start may not have registered it yet
+	// (registerPid claims it); parked exits are acknowledged when no start
+	// is in flight any more (exit.go).
+	pidMu    sync.Mutex
+	pids     map[int]*Container
+	starting int
+	parked   map[int]parkedExit
 
 	// changed is closed and replaced on every state change: Wait's wake-up.
 	changeMu sync.Mutex

@@ -230,12 +230,12 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 		files = append(files, initf)
 	}
 
-	m.spawnGate.RLock()
+	m.beginStart()
+	defer m.endStart()
 	pid, err := m.spawner.Spawn(p.spec, files)
 	if err == nil {
 		m.registerPid(c, pid)
 	}
-	m.spawnGate.RUnlock()
 	closeAll(files)
 	files = nil
 	if err != nil {
@@ -265,7 +265,8 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 		return fail(api.Wrap(api.Unknown, err, "start: "+err.Error()))
 	}
 	parentEnd.SetReadDeadline(time.Now().Add(m.cfg.StartTimeout))
-	if err := isolation.WaitExec(parentEnd); err != nil {
+	cmd, err := isolation.WaitExec(parentEnd)
+	if err != nil {
 		var se *isolation.StartError
 		if errors.As(err, &se) {
 			c.mu.Lock()
@@ -274,6 +275,22 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 			return fail(api.Errorf(api.Unknown, "%s", se.Error()))
 		}
 		return fail(api.Wrap(api.Unknown, err, "start: "+err.Error()))
+	}
+	if cmd > 0 {
+		// The stage forked the command into the joined pid namespace and
+		// exits 0; the command, reparented to the supervisor, is the
+		// container's root process from now on.
+		if st, _, ok := m.reapRoot(c, m.cfg.KillTimeout, true); !ok || st != 0 {
+			m.log.Warn("isolation stage did not exit cleanly after forking the command", "container", c.name, "stage", pid, "status", st, "exited", ok)
+			if !ok {
+				m.unregisterPid(pid)
+			}
+		}
+		pid = cmd
+		m.registerPid(c, pid)
+		c.mu.Lock()
+		c.rec.RootPid = pid
+		c.mu.Unlock()
 	}
 	st := procStartTime(pid)
 	c.mu.Lock()

@@ -15,6 +15,15 @@
 // on itself with its default action; as the init of a pid namespace it
 // cannot be killed by its own signal, so it then exits with 128+signal.
 //
+// As pid 1 it first makes the runtime create the threads it needs and
+// waits until their number settles, then writes 1 to
+// /proc/sys/kernel/ns_last_pid (best effort), so its first child, or the
+// first process porto starts in its namespace, is pid 2: the isolation
+// stage moved the cursor near pid_max before executing it, so its runtime
+// threads took pids up there. It then closes the descriptor named by
+// $PORTO_INIT_READY_FD (the stage's sync socket: the start is complete
+// only then) and removes that variable from the environment CMD gets.
+//
 // It contains no portod code and imports only the standard library and
 // golang.org/x/sys (deps_test.go checks this); it builds with
 // CGO_ENABLED=0. The isolation stage executes it by fd (Config.InitFD).

@@ -6,11 +6,22 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// init names the process: executed by fd, our comm is the fd number.
+// PR_SET_NAME names the calling thread, and only during init is that
+// surely the main thread, whose comm is the process's.
+func init() {
+	name := []byte("porto-init\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
+}
 
 func main() {
 	// First thing: a signal that comes before we handle it would end us
@@ -32,11 +43,23 @@ func main() {
 		usage()
 	}
 
-	// Executed by fd, our comm is the fd number: name ourselves.
-	name := []byte("porto-init\x00")
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	// Orphans of our subtree come to us even when we are not pid 1.
 	_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	// As the init of a pid namespace, make the next pid 2: the isolation
+	// stage moved the namespace's pid cursor near pid_max before executing
+	// us, so that our runtime threads took pids up there. Best effort
+	// (needs CAP_SYS_ADMIN); without it our children follow our threads.
+	if os.Getpid() == 1 {
+		settleThreads()
+		_ = os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte("1"), 0)
+	}
+	// Ready (signals handled, pids reset): close the isolation stage's
+	// sync socket, which it left open for us; the service's wait for the
+	// start ends there.
+	if fd, err := strconv.Atoi(os.Getenv(readyFDEnv)); err == nil && fd > 2 {
+		_ = unix.Close(fd)
+	}
+	_ = os.Unsetenv(readyFDEnv)
 
 	target := 0 // the child whose exit ends us; 0: hold forever
 	if len(args) > 0 {
@@ -45,13 +68,14 @@ func main() {
 			fmt.Fprintf(os.Stderr, "porto-init: %v\n", err)
 			os.Exit(127)
 		}
-		p, err := os.StartProcess(path, args, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+		// syscall.ForkExec, not os.StartProcess: the latter first forks a
+		// probe of pidfd support, which would take pid 2.
+		pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "porto-init: %v\n", err)
 			os.Exit(127)
 		}
-		target = p.Pid
-		_ = p.Release() // reaped below with wait4
+		target = pid // reaped below with wait4
 	}
 
 	for {
@@ -106,6 +130,54 @@ func exitLike(ws unix.WaitStatus) {
 	unix.PthreadSigmask(unix.SIG_UNBLOCK, &set, nil)
 	unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
 	os.Exit(128 + int(sig))
+}
+
+// readyFDEnv names the descriptor porto-init closes once it is ready (the
+// isolation stage's sync socket); it is not passed on to CMD.
+const readyFDEnv = "PORTO_INIT_READY_FD"
+
+// settleThreads creates the runtime threads we need and waits (at most
+// 200 ms) until their number is stable for 10 ms, so none is created, and
+// no pid of our namespace taken, after the pid cursor is reset.
+func settleThreads() {
+	warmThreads()
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/task")
+		return len(ents)
+	}
+	prev, stable := count(), 0
+	for i := 0; i < 100 && stable < 5; i++ {
+		time.Sleep(2 * time.Millisecond)
+		if n := count(); n == prev {
+			stable++
+		} else {
+			prev, stable = n, 0
+		}
+	}
+}
+
+// warmThreads makes the runtime create now the threads it may need later
+// (locked goroutines each hold a thread; unlocked, those threads wait idle
+// for reuse), so that no thread is created, and no pid taken, after the
+// pid cursor is reset.
+func warmThreads() {
+	n := runtime.GOMAXPROCS(0) + 2
+	var ready, done sync.WaitGroup
+	release := make(chan struct{})
+	ready.Add(n)
+	done.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			ready.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	close(release)
+	done.Wait()
 }
 
 func usage() {
