@@ -184,3 +184,15 @@ func parseStartTime(stat []byte) (uint64, error) {
 	}
 	return v, nil
 }
+
+// Process is a local process as polkit's unix-process subject names it:
+// the Varlink edge's callers, who are not bus peers.
+type Process struct {
+	Pid       int32
+	StartTime uint64 // clock ticks since boot (/proc/PID/stat field 22)
+	UID       uint32
+	// Pidfd refers to the process itself (SO_PEERPIDFD), so that polkit
+	// (121 and later) cannot mistake a later process with the same pid
+	// for it; -1 when there is none. The authorizer must not close it.
+	Pidfd int
+}

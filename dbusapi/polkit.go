@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/porto-dev/porto/apiserver"
 )
 
 // Authorizer decides whether the bus peer sender may perform a polkit
@@ -62,17 +64,19 @@ func (p *Polkit) Authorize(ctx context.Context, sender, action string, interacti
 // not a bus peer (a caller on the Varlink socket), with polkit's
 // ("unix-process", {pid, start-time, uid}) subject: the start time (from
 // /proc/PID/stat) tells the process from a later one with the same pid.
+// Where the bus passes file descriptors, the process's pidfd goes along
+// too ("pidfd", which polkit 121 and later prefer; older ones ignore it).
 // Without polkitd it returns false and no error, as Authorize does.
-func (p *Polkit) AuthorizeProcess(ctx context.Context, pid int32, startTime uint64, uid uint32, action string, interactive bool) (bool, error) {
-	subject := polkitSubject{
-		Kind: "unix-process",
-		Details: map[string]dbus.Variant{
-			"pid":        dbus.MakeVariant(uint32(pid)),
-			"start-time": dbus.MakeVariant(startTime),
-			"uid":        dbus.MakeVariant(int32(uid)),
-		},
+func (p *Polkit) AuthorizeProcess(ctx context.Context, proc apiserver.Process, action string, interactive bool) (bool, error) {
+	details := map[string]dbus.Variant{
+		"pid":        dbus.MakeVariant(uint32(proc.Pid)),
+		"start-time": dbus.MakeVariant(proc.StartTime),
+		"uid":        dbus.MakeVariant(int32(proc.UID)),
 	}
-	return p.check(ctx, subject, action, interactive, fmt.Sprintf("pid %d", pid))
+	if proc.Pidfd >= 0 && p.conn.SupportsUnixFDs() {
+		details["pidfd"] = dbus.MakeVariant(dbus.UnixFD(proc.Pidfd))
+	}
+	return p.check(ctx, polkitSubject{Kind: "unix-process", Details: details}, action, interactive, fmt.Sprintf("pid %d", proc.Pid))
 }
 
 func (p *Polkit) check(ctx context.Context, subject polkitSubject, action string, interactive bool, who string) (bool, error) {

@@ -15,9 +15,11 @@ import (
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
+	"golang.org/x/sys/unix"
 
 	"github.com/porto-dev/porto/api"
 	"github.com/porto-dev/porto/api/client"
+	"github.com/porto-dev/porto/apiserver"
 	"github.com/porto-dev/porto/service"
 )
 
@@ -319,11 +321,23 @@ func TestPolkitCall(t *testing.T) {
 		t.Errorf("polkit got %q", g)
 	}
 	// The Varlink edge's subject: a process, with typed details.
-	ok, err = p.AuthorizeProcess(context.Background(), 4242, 987654321, 1000, api.ActionSetPrivileged, true)
+	ok, err = p.AuthorizeProcess(context.Background(), apiserver.Process{Pid: 4242, StartTime: 987654321, UID: 1000, Pidfd: -1}, api.ActionSetPrivileged, true)
 	if err != nil || !ok {
 		t.Fatalf("AuthorizeProcess = %v, %v", ok, err)
 	}
 	if g := <-got; g != "unix-process pid=4242,start-time=987654321,uid=1000 org.porto.set-privileged 1" {
+		t.Errorf("polkit got %q", g)
+	}
+	// With a pidfd (here: of this process) it goes along as a unix fd.
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Skipf("pidfd_open: %v", err)
+	}
+	defer unix.Close(pidfd)
+	if _, err := p.AuthorizeProcess(context.Background(), apiserver.Process{Pid: int32(os.Getpid()), StartTime: 1, UID: 0, Pidfd: pidfd}, api.ActionManageAny, false); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != fmt.Sprintf("unix-process pid=%d,start-time=1,uid=0,pidfd-of=%d org.porto.manage-any 0", os.Getpid(), os.Getpid()) {
 		t.Errorf("polkit got %q", g)
 	}
 }
@@ -337,6 +351,11 @@ func (a *fakeAuthority) CheckAuthorization(subject polkitSubject, action string,
 		start, _ := subject.Details["start-time"].Value().(uint64)
 		uid, _ := subject.Details["uid"].Value().(int32)
 		name = fmt.Sprintf("pid=%d,start-time=%d,uid=%d", pid, start, uid)
+		if v, ok := subject.Details["pidfd"]; ok {
+			fd, _ := v.Value().(dbus.UnixFD)
+			name += fmt.Sprintf(",pidfd-of=%d", pidOfFD(int(fd)))
+			unix.Close(int(fd))
+		}
 	}
 	a.got <- fmt.Sprintf("%s %s %s %d", subject.Kind, name, action, flags)
 	return polkitResult{IsAuthorized: action == api.ActionSetPrivileged, Details: map[string]string{}}, nil
@@ -803,4 +822,22 @@ func TestServeReturnsWhenBusCloses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return after the bus connection closed")
 	}
+}
+
+// pidOfFD is the pid a pidfd refers to (the Pid: line of its fdinfo), -1
+// if it is not a pidfd.
+func pidOfFD(fd int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			var pid int
+			if _, err := fmt.Sscan(strings.TrimSpace(v), &pid); err == nil {
+				return pid
+			}
+		}
+	}
+	return -1
 }

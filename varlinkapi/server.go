@@ -39,7 +39,7 @@ const (
 // *dbusapi.Polkit implements it. An Authorizer that has no authority to
 // ask returns false and no error.
 type Authorizer interface {
-	AuthorizeProcess(ctx context.Context, pid int32, startTime uint64, uid uint32, action string, interactive bool) (bool, error)
+	AuthorizeProcess(ctx context.Context, p apiserver.Process, action string, interactive bool) (bool, error)
 }
 
 // Options configure a Server. The zero value is usable.
@@ -597,7 +597,7 @@ func (c *conn) caller(interactive bool) service.Caller {
 			if err != nil {
 				return false, err
 			}
-			return a.AuthorizeProcess(ctx, p.id.Pid, start, p.id.UID, action, interactive)
+			return a.AuthorizeProcess(ctx, apiserver.Process{Pid: p.id.Pid, StartTime: start, UID: p.id.UID, Pidfd: p.pidfd}, action, interactive)
 		}
 	}
 	return apiserver.NewCaller(c.peer.id, auth)

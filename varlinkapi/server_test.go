@@ -725,6 +725,14 @@ func TestIdentity(t *testing.T) {
 	if a := auth.take(); len(a) != 1 || a[0] != fmt.Sprintf("%d %d %d %s false", os.Getpid(), st, os.Geteuid(), api.ActionManageAny) {
 		t.Errorf("asked %q", a)
 	}
+	// The kernel's pidfd of the caller goes along (SO_PEERPIDFD, Linux 6.5+).
+	if len(auth.pidfds) == 1 {
+		if pid, err := pidOfPidfd(auth.pidfds[0]); err != nil || pid != os.Getpid() {
+			t.Errorf("pidfd is of pid %d (%v), want %d", pid, err, os.Getpid())
+		}
+	} else {
+		t.Logf("no pidfd (kernel without SO_PEERPIDFD?)")
+	}
 	// Without an Authorizer there is no authority (only root may).
 	rec2 := &recorder{Backend: apitest.NewManager(t, nil)}
 	e2 := start(t, rec2, Options{})
@@ -737,15 +745,19 @@ func TestIdentity(t *testing.T) {
 }
 
 type fakeAuth struct {
-	mu    sync.Mutex
-	allow bool
-	asked []string
+	mu     sync.Mutex
+	allow  bool
+	asked  []string
+	pidfds []int
 }
 
-func (a *fakeAuth) AuthorizeProcess(ctx context.Context, pid int32, start uint64, uid uint32, action string, interactive bool) (bool, error) {
+func (a *fakeAuth) AuthorizeProcess(ctx context.Context, p apiserver.Process, action string, interactive bool) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.asked = append(a.asked, fmt.Sprintf("%d %d %d %s %v", pid, start, uid, action, interactive))
+	a.asked = append(a.asked, fmt.Sprintf("%d %d %d %s %v", p.Pid, p.StartTime, p.UID, action, interactive))
+	if p.Pidfd >= 0 {
+		a.pidfds = append(a.pidfds, p.Pidfd)
+	}
 	return a.allow, nil
 }
 
@@ -965,4 +977,20 @@ func TestWatchCap(t *testing.T) {
 	if rep := over.must(); !rep.Continues || rep.Error != "" {
 		t.Fatalf("Watch after one left: %+v", rep)
 	}
+}
+
+// pidOfPidfd reads the Pid: line of /proc/self/fdinfo/FD.
+func pidOfPidfd(fd int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid:"); ok {
+			var pid int
+			_, err := fmt.Sscan(strings.TrimSpace(v), &pid)
+			return pid, err
+		}
+	}
+	return 0, fmt.Errorf("no Pid: in fdinfo")
 }
