@@ -608,3 +608,13 @@ func (e *Env) DaemonCPU() (master, worker time.Duration, err error) {
 	worker, err = CPUTime(w)
 	return master, worker, err
 }
+
+// Tasks is the number of tasks (threads included) in porto's cgroup
+// subtree: pids.current of its root in the pids hierarchy.
+func (e *Env) Tasks() (int, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/pids", e.CgroupRoot, "pids.current"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

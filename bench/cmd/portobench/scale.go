@@ -78,7 +78,7 @@ func suiteScale(n int) error {
 	if err != nil {
 		return err
 	}
-	tasks0 := tasks()
+	tasks0, _ := env.Tasks()
 
 	prof := func(stop bool) string {
 		if *flagPprof == "" {
@@ -147,7 +147,7 @@ func suiteScale(n int) error {
 		return err
 	}
 	startProf := prof(true)
-	tasks1 := tasks()
+	tasks1, _ := env.Tasks()
 	// Every container must be running.
 	res, err := c.Get(ctx, names, []string{"state"})
 	if err != nil {
@@ -227,7 +227,7 @@ func suiteScale(n int) error {
 	say("| per container | %s | %s | **%s** |\n", perC(m0, m1), perC(w0, w1), perC(m0+w0, m1+w1))
 	say("| after destroying all | %d | %d | %d |\n", m2, w2, m2+w2)
 	say("\n| daemon CPU time (user+system) | master ms | worker ms | master ms per container | worker ms per container |\n|---|---|---|---|---|\n%s\n", strings.Join(cpuRows, "\n"))
-	say("\nTasks (pids, threads included) on the machine rose by %d while the %d ran: %.2f per container.\n", tasks1-tasks0, n, float64(tasks1-tasks0)/float64(n))
+	say("\nTasks (threads included) in porto's cgroups (pids.current of its root): %d with %d running, %.2f per container: no helper process beside each container's command.\n", tasks1-tasks0, n, float64(tasks1-tasks0)/float64(n))
 	if startProf != "" {
 		say("\nWorker CPU profiles: start phase `%s`, queries `%s`, destroy phase `%s`.\n", startProf, queryProf, destroyProf)
 	}
