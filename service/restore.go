@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,13 +53,37 @@ func (m *Manager) Restore(ctx context.Context) error {
 	}
 	m.treeMu.Unlock()
 
-	running := 0
-	for _, c := range restored {
-		if m.reconcile(c) {
-			running++
+	// Reconcile level by level, parents before their children; the
+	// containers of one level in parallel. Each one is a few procfs and
+	// cgroupfs reads, and 1000 of them in a row were most of the restore.
+	var running atomic.Int64
+	for lo := 0; lo < len(restored); {
+		hi := lo + 1
+		for hi < len(restored) && depth(restored[hi].name) == depth(restored[lo].name) {
+			hi++
 		}
+		level := restored[lo:hi]
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range min(len(level), restoreWorkers) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1)) - 1
+					if i >= len(level) {
+						return
+					}
+					if m.reconcile(level[i]) {
+						running.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		lo = hi
 	}
-	m.log.Info("containers restored", "count", len(restored), "with_process", running, "took", time.Since(t0))
+	m.log.Info("containers restored", "count", len(restored), "with_process", running.Load(), "took", time.Since(t0))
 	return nil
 }
 
@@ -67,7 +92,11 @@ func (m *Manager) Restore(ctx context.Context) error {
 func (m *Manager) reconcile(c *Container) bool {
 	r := c.rec
 	pid := r.RootPid
-	same := pid > 0 && procStartTime(pid) == r.RootStart && r.RootStart != 0
+	start, ppid := uint64(0), 0
+	if pid > 0 {
+		start, ppid = procStartPPid(pid)
+	}
+	same := pid > 0 && start == r.RootStart && r.RootStart != 0
 	switch r.State {
 	case api.StateStopped:
 		// A start may have been cut short at any step before its record
@@ -89,14 +118,21 @@ func (m *Manager) reconcile(c *Container) bool {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 			if strayDir {
+				c.mu.Lock()
 				c.rec.WorkDir = wd
+				c.mu.Unlock()
 			}
 			// The cleanup may wait for zombies in the cgroups, which are
 			// reaped only once exits are dispatched (after Run): do it in
-			// the background, holding c's operation lock (uncontended now)
-			// so that no operation sees the container half cleaned.
-			l, _ := m.lock(c, false)
+			// the background, holding c's operation lock so that no
+			// operation sees the container half cleaned. The lock is free
+			// now unless the death of an ancestor is being handled (that
+			// may wait for exits too): then take it in the background.
+			l, ok := m.tryLock(c)
 			go func() {
+				if !ok {
+					l, _ = m.lock(c, false)
+				}
 				defer l.unlock()
 				m.cleanupInterrupted(c)
 			}()
@@ -111,7 +147,7 @@ func (m *Manager) reconcile(c *Container) bool {
 		return false // a meta container without a process
 	}
 	if !same {
-		if procStartTime(pid) == 0 || r.RootStart == 0 {
+		if start == 0 || r.RootStart == 0 {
 			// Gone (or never recorded) and not a zombie of ours: nobody could
 			// learn its exit status.
 			m.registerPid(c, pid)
@@ -124,11 +160,13 @@ func (m *Manager) reconcile(c *Container) bool {
 	}
 	m.registerPid(c, pid)
 	if fr, err := m.cg.Frozen(c.name); err == nil && fr && r.State != api.StatePaused {
+		c.mu.Lock()
 		c.rec.PausedFrom = r.State
 		c.rec.State = api.StatePaused
+		c.mu.Unlock()
 		m.save(c)
 	}
-	if m.spawner == nil || procPPid(pid) != m.spawner.SupervisorPid() {
+	if m.spawner == nil || ppid != m.spawner.SupervisorPid() {
 		// Not our supervisor's child (the supervisor itself was restarted):
 		// we can watch it die but never learn its status.
 		m.watchForeign(c, pid)
@@ -184,22 +222,47 @@ func (m *Manager) markDeadRestored(c *Container) {
 	go m.handleDeath(c, pid)
 }
 
-func procPPid(pid int) int {
+// procStartPPid reads the start time (clock ticks since boot) and the
+// parent pid of pid from one read of /proc/PID/stat; zeros if it is gone.
+func procStartPPid(pid int) (start uint64, ppid int) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 2 {
-		return 0
+	if len(f) < 20 {
+		return 0, 0
 	}
-	n, _ := strconv.Atoi(f[1])
-	return n
+	ppid, _ = strconv.Atoi(f[1])
+	start, _ = strconv.ParseUint(f[19], 10, 64)
+	return start, ppid
+}
+
+// restoreWorkers reconcile the containers of one level at once.
+const restoreWorkers = 8
+
+// tryLock takes c for an operation, as lock(c, false) does, if that does
+// not have to wait.
+func (m *Manager) tryLock(c *Container) (*opLock, bool) {
+	l := &opLock{}
+	for _, a := range c.ancestors() {
+		if !a.op.TryRLock() {
+			l.unlock()
+			return nil, false
+		}
+		l.r = append(l.r, a)
+	}
+	if !c.op.TryLock() {
+		l.unlock()
+		return nil, false
+	}
+	l.w = append(l.w, c)
+	return l, true
 }
 
 // pidWatcher learns the death of processes that are not our children
