@@ -207,9 +207,14 @@ func TestSystemdSandbox(t *testing.T) {
 				t.Logf("journal of the sandbox (tail):\n%s", j)
 			}
 		}
+		env := s.env
+		if t.Failed() {
+			s.env = append(s.env, "SBX_KEEP=1")
+		}
 		out, err := s.run(60*time.Second, "down")
+		s.env = env
 		t.Logf("sandbox down:\n%s", out)
-		if err != nil {
+		if err != nil || t.Failed() {
 			t.Errorf("sandbox down: %v (state kept in %s)", err, work)
 		} else {
 			os.RemoveAll(work)
@@ -245,6 +250,11 @@ func TestSystemdSandbox(t *testing.T) {
 		if err != nil || !strings.Contains(out, "\nPASS") || strings.Contains(out, "--- FAIL") {
 			t.Errorf("units systemd tests failed in the sandbox (%v)", err)
 		}
+	})
+	t.Run("Journal", func(t *testing.T) {
+		// What portod and systemd said about porto that was not routine.
+		out, _ := s.sh("journalctl --no-pager -o cat -p warning _COMM=portod; journalctl --no-pager -o short-monotonic _PID=1 | grep -i porto | grep -v -E 'Started|Starting|Stopped|Stopping|Deactivated|Consumed|Scheduled restart|porto.slice|Reloading|Activating|activated' || true")
+		t.Logf("warnings of portod, and systemd's non-routine lines about porto:\n%s", out)
 	})
 	t.Run("DestroyAll", func(t *testing.T) {
 		s.ok(t, `for c in $(portoctl list | awk '{print $1}'); do case $c in */*) ;; *) portoctl destroy $c || exit 1;; esac; done`)
@@ -449,6 +459,18 @@ func sandboxOOM(t *testing.T, s *sandbox) {
 	t.Logf("oom: exit_status, oom_killed, scope: %s", out)
 	if !strings.Contains(out, "\ntrue\n") {
 		t.Errorf("oom: oom_killed is not true: %q", out)
+	}
+	// Started again: a new scope of the same name, whose OOM count starts
+	// from zero (killed with SIGKILL, it was not OOM-killed).
+	out = s.ok(t, `portoctl stop oom && portoctl set oom command "sleep 1000" && portoctl start oom && ps -o unit= -p $(portoctl get oom root_pid) && portoctl kill oom 9`)
+	if out != "porto-oom.scope" {
+		t.Errorf("oom restarted: %q, want its process in porto-oom.scope", out)
+	}
+	if st := s.waitFor(t, "portoctl get oom state", "dead", 5*time.Second); st != "dead" {
+		t.Fatalf("oom after kill -9: state %q, want dead", st)
+	}
+	if out := s.ok(t, "portoctl get oom oom_killed"); out != "false" {
+		t.Errorf("oom restarted and killed with SIGKILL: oom_killed %q, want false", out)
 	}
 	s.ok(t, "portoctl destroy oom")
 }

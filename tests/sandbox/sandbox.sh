@@ -32,7 +32,7 @@
 #     dbus.socket, dbus.service, polkit.service, systemd-journald units), generators off;
 #     systemd-tmpfiles never runs;
 #   * a reduced capability bounding set; teardown is a SIGKILL of PID 1 (no shutdown path).
-set -euo pipefail
+set -Eeuo pipefail
 
 NAME=${SBX_NAME:-sbx-ptests}
 case "$NAME" in porto*|"") echo "sandbox.sh: SBX_NAME must not be empty or start with porto" >&2; exit 2;; esac
@@ -47,6 +47,7 @@ DROP_CAPS=-sys_module,-sys_time,-sys_rawio,-syslog,-sys_pacct,-mac_admin,-mac_ov
 SYSTEMD=/lib/systemd/systemd
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 
+trap 'echo "sandbox.sh: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 die() { echo "sandbox.sh: $*" >&2; exit 1; }
 log() { echo "[sandbox] $*" >&2; }
 [ "$(id -u)" = 0 ] || die "must run as root"
@@ -196,6 +197,12 @@ cmd_up() {
     fi
     echo "$PID1" > "$STATE/pid1"
     local st
+    # systemctl talks to systemd's private socket: wait for it, then for the boot
+    for i in $(seq 1 $((SBX_TIMEOUT * 20))); do
+        [ -S "/proc/$PID1/root/run/systemd/private" ] && break
+        verify_pid1 "$PID1" || break
+        sleep 0.05
+    done
     st=$(timeout "$SBX_TIMEOUT" "$SELF" exec systemctl is-system-running --wait 2>&1 || true)
     log "PID1=$PID1 boot state: $st; boot time: $(( ($(date +%s%N) - t0) / 1000000 )) ms"
     case "$st" in running|degraded) ;; *) log "boot did not finish; see $STATE/console.log"; return 1;; esac
