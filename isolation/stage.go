@@ -162,11 +162,28 @@ func setup(cfg *Config, args []string) (int, *StartError) {
 			return 0, se
 		}
 	}
+	// porto-init can move the cursor back once its threads exist if it
+	// has CAP_SYS_ADMIN (root) or CAP_CHECKPOINT_RESTORE, which a non-root
+	// porto-init gets as an ambient capability (it drops it right after).
+	initResets, grantCR := false, false
+	if cursor != nil && cfg.InitFD > 0 {
+		if cfg.UID == 0 {
+			initResets = inBounding(capSysAdmin) || inBounding(capCheckpointRestore)
+		} else if inBounding(capCheckpointRestore) {
+			initResets = unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0) == nil
+			grantCR = initResets
+		}
+	}
 	if cursor != nil {
-		setPidCursor(cursor, cfg)
+		setPidCursor(cursor, initResets)
 	}
 	if se := setCredentials(cfg); se != nil {
 		return 0, se
+	}
+	if grantCR {
+		if err := raiseAmbient(capCheckpointRestore); err != nil {
+			return 0, NewStartError("cap_ambient_raise(CAP_CHECKPOINT_RESTORE)", err)
+		}
 	}
 	// A non-root container never gains privileges through execve: with a
 	// bind of the user's own /etc/pam.d over the host's (or the host's su
@@ -224,15 +241,13 @@ func joinNamespaces(joins []nsJoin, unshareFlags uintptr) *StartError {
 // its init) come right after 1, although the stage's own runtime threads
 // hold the pids after it until the exec: those are free again by the time
 // the command forks. porto-init (Config.InitFD) is a Go program with
-// runtime threads of its own: the cursor is moved near pid_max instead, so
-// that they take high pids, and porto-init moves it back to 1 once they
-// exist (it can only when it keeps CAP_SYS_ADMIN; otherwise the cursor
-// stays at 1 and its children follow its threads). Best effort: a failure
-// only makes pids less pretty.
-func setPidCursor(cursor *os.File, cfg *Config) {
+// runtime threads of its own: when it can move the cursor back to 1 once
+// they exist (initResets), the cursor is moved near pid_max instead, so
+// that they take high pids; otherwise its children follow its threads.
+// Best effort: a failure only makes pids less pretty.
+func setPidCursor(cursor *os.File, initResets bool) {
 	next := 1
-	if cfg.InitFD > 0 && cfg.UID == 0 && (cfg.Capabilities == nil ||
-		slices.Contains(cfg.Capabilities, capSysAdmin) || slices.Contains(cfg.Capabilities, capCheckpointRestore)) {
+	if initResets {
 		if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
 			if max, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && max > 4*initThreadPids {
 				next = max - initThreadPids
@@ -240,6 +255,27 @@ func setPidCursor(cursor *os.File, cfg *Config) {
 		}
 	}
 	_, _ = cursor.WriteString(strconv.Itoa(next))
+}
+
+// inBounding reports whether capability c is in this thread's bounding set.
+func inBounding(c int) bool {
+	v, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+	return err == nil && v == 1
+}
+
+// raiseAmbient leaves this thread (after setresuid with PR_SET_KEEPCAPS)
+// with capability c only, permitted, effective, inheritable and ambient,
+// so that a non-root program it executes keeps c.
+func raiseAmbient(c int) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	data[c/32].Permitted = 1 << uint(c%32)
+	data[c/32].Effective = data[c/32].Permitted
+	data[c/32].Inheritable = data[c/32].Permitted
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return err
+	}
+	return unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0)
 }
 
 // initThreadPids is how many pids below pid_max porto-init's runtime

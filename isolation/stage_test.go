@@ -816,6 +816,43 @@ func TestInit(t *testing.T) {
 	}
 }
 
+// TestInitAsUser: a non-root porto-init gets CAP_CHECKPOINT_RESTORE just
+// to move the pid cursor back (the first joined process is pid 2) and
+// keeps no capability.
+func TestInitAsUser(t *testing.T) {
+	requireRoot(t)
+	subreaper(t)
+	initBin := buildInit(t)
+	null, _ := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	defer null.Close()
+	cfg := isolation.Config{Argv: []string{"porto-init"}, Isolate: true, InitFD: 4, UID: 65534, GID: 65534, Groups: []int{65534}, Env: []string{testPath}}
+	pid, parent := launch(t, cfg, isolation.LaunchSpec{}, null, null, initBin)
+	cmd, err := isolation.WaitExec(parent)
+	parent.Close()
+	if err != nil || cmd != 0 {
+		t.Fatalf("start porto-init as nobody: %d, %v", cmd, err)
+	}
+	defer killInit(pid)
+	st, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for _, set := range []string{"CapInh", "CapPrm", "CapEff", "CapAmb"} {
+		if !strings.Contains(string(st), "\n"+set+":\t0000000000000000\n") {
+			t.Errorf("porto-init as nobody keeps capabilities:\n%s", st)
+			break
+		}
+	}
+	out, _ := os.Create(filepath.Join(t.TempDir(), "out"))
+	defer out.Close()
+	child := isolation.Config{Argv: sh("echo $$"), Env: []string{testPath}, UID: 65534, GID: 65534}
+	jpid, err := startJoined(t, child, pid, []string{"pid", "mnt"}, out)
+	if err != nil {
+		t.Fatalf("joined start: %v", err)
+	}
+	wait(t, jpid)
+	if b, _ := os.ReadFile(out.Name()); string(b) != "2\n" {
+		t.Errorf("first process next to a non-root porto-init has pid %q", b)
+	}
+}
+
 // wait reaps pid, killing it if it has not exited within 20 seconds, so a
 // broken test never hangs the suite.
 func wait(t *testing.T, pid int) unix.WaitStatus {

@@ -53,6 +53,14 @@ func main() {
 		settleThreads()
 		_ = os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte("1"), 0)
 	}
+	// Not root: whatever capability we got for that (ambient
+	// CAP_CHECKPOINT_RESTORE) goes now, from every thread.
+	if os.Getuid() != 0 {
+		if err := dropCapabilities(); err != nil {
+			fmt.Fprintf(os.Stderr, "porto-init: drop capabilities: %v\n", err)
+			os.Exit(127)
+		}
+	}
 	// Ready (signals handled, pids reset): close the isolation stage's
 	// sync socket, which it left open for us; the service's wait for the
 	// start ends there.
@@ -130,6 +138,20 @@ func exitLike(ws unix.WaitStatus) {
 	unix.PthreadSigmask(unix.SIG_UNBLOCK, &set, nil)
 	unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
 	os.Exit(128 + int(sig))
+}
+
+// dropCapabilities empties the ambient, permitted, effective and
+// inheritable capability sets of every thread.
+func dropCapabilities() error {
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); e != 0 && e != unix.EINVAL {
+		return e
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return e
+	}
+	return nil
 }
 
 // readyFDEnv names the descriptor porto-init closes once it is ready (the
