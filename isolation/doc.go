@@ -78,10 +78,16 @@
 // fresh init). The stage reports its pid and exits 0; the kernel
 // reparents the command to the nearest child subreaper above the stage
 // at the stage's pid-namespace level, the supervisor, which then gets its
-// exit status. A pid namespace cannot be both joined and nested
-// (CLONE_NEWPID): the kernel nests a new one only in the creator's active
-// pid namespace, which setns does not change; a nested isolated child is
-// therefore a new pid namespace at the caller's level.
+// exit status.
+//
+// A new pid namespace nested in a joined one (join "pid" with
+// CLONE_NEWPID) must be created by an active member of the joined one,
+// which setns does not make the stage. So that stage forks a relay
+// ("__isolate relay") into the joined namespace, which clones the real
+// stage with CLONE_PARENT|CLONE_NEWPID and exits: the real stage is pid 1
+// of the nested namespace and a child of the first stage, which hands it
+// the config over a new sync socket, relays its result (its pid, or its
+// StartError) and exits, so that it too is reparented to the supervisor.
 //
 // # Pids in a new pid namespace
 //

@@ -81,8 +81,9 @@ var nsFlag = map[string]uintptr{
 // thread (see RunStage), so no thread of the stage's Go runtime lives in a
 // joined pid namespace. When "pid" is joined, the stage forks the command
 // into it and exits; WaitExec then returns the command's pid. Joining
-// "pid" cannot be combined with CLONE_NEWPID: the kernel nests a new pid
-// namespace only in the creator's active one, which setns does not change.
+// "pid" with CLONE_NEWPID nests a new pid namespace in the joined one
+// (through a relay process, see nest); WaitExec then returns the pid of
+// the nested namespace's init, which is the command.
 func Launch(self string, spec LaunchSpec, files []*os.File) (pid int, err error) {
 	if spec.JoinPid < 0 {
 		return 0, fmt.Errorf("launch: bad join pid %d", spec.JoinPid)
@@ -96,11 +97,6 @@ func Launch(self string, spec LaunchSpec, files []*os.File) (pid int, err error)
 			return 0, fmt.Errorf("join namespace %q: unknown kind", ns)
 		}
 		joined |= nsFlag[ns]
-	}
-	if joined&unix.CLONE_NEWPID != 0 && spec.Cloneflags&unix.CLONE_NEWPID != 0 {
-		// The kernel creates a new pid namespace only as a child of the
-		// creator's own (active) one, which setns does not change.
-		return 0, errors.New("launch: cannot join a pid namespace and create a nested one")
 	}
 	var nsFiles []*os.File
 	defer func() {

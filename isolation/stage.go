@@ -46,6 +46,9 @@ func RunStage() {
 	// Credentials and the final execve are per-thread: keep everything on
 	// this one.
 	runtime.LockOSThread()
+	if len(os.Args) > 2 && os.Args[2] == relayArg {
+		runRelay(os.Args[3:])
+	}
 	sync := os.NewFile(3, "porto-sync")
 	cfg, err := readConfig(sync)
 	if err != nil {
@@ -115,6 +118,9 @@ func setup(cfg *Config, args []string) (int, *StartError) {
 	joins, unshareFlags, se := parseArgs(args)
 	if se != nil {
 		return 0, se
+	}
+	if unshareFlags&unix.CLONE_NEWPID != 0 {
+		return nest(cfg, joins, unshareFlags)
 	}
 	for _, p := range cfg.CgroupProcs {
 		if err := writeFile(p, "0"); err != nil {

@@ -651,11 +651,55 @@ func TestJoin(t *testing.T) {
 		t.Errorf("killed joined command: status %#x", ws)
 	}
 
-	// Nesting a new pid namespace in a joined one is refused clearly.
-	nested := isolation.Config{Isolate: true}
-	_, err = isolation.Launch("/bin/true", isolation.LaunchSpec{Cloneflags: isolation.CloneFlags(&nested), JoinPid: pid, JoinNS: []string{"pid"}}, []*os.File{out, out, out, out})
-	if err == nil || !strings.Contains(err.Error(), "nested") {
-		t.Errorf("join pid + CLONE_NEWPID: %v", err)
+	// An isolated child nested in the container's pid namespace (through
+	// the relay): pid 1 of a namespace one level below the container's,
+	// in a copy of its mount namespace, with a hostname of its own; a
+	// child of the subreaper, which gets its status.
+	out4, _ := os.Create(filepath.Join(dir, "out4"))
+	defer out4.Close()
+	cfg = isolation.Config{Argv: sh("echo $$; hostname; ls /; sleep 100"), Isolate: true, Hostname: "nested", Env: []string{testPath}}
+	cmd, err = startJoined(t, cfg, pid, []string{"uts", "net", "pid", "mnt"}, out4)
+	if err != nil {
+		t.Fatalf("nested start: %v", err)
+	}
+	for i := 0; i < 200; i++ {
+		if b, _ := os.ReadFile(out4.Name()); strings.Contains(string(b), "bin\n") {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, _ = os.ReadFile(out4.Name())
+	if !strings.HasPrefix(string(b), "1\nnested\n") || !strings.Contains(string(b), "\nbin\n") || strings.Contains(string(b), "home\n") {
+		t.Errorf("nested child: %q", b)
+	}
+	st, _ = os.ReadFile("/proc/" + strconv.Itoa(cmd) + "/status")
+	hst, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	nspid := func(st []byte) []string {
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "NSpid:"); ok {
+				return strings.Fields(v)
+			}
+		}
+		return nil
+	}
+	if c, h := nspid(st), nspid(hst); len(c) != len(h)+1 || c[len(c)-1] != "1" || !strings.Contains(string(st), "\nPPid:\t"+strconv.Itoa(os.Getpid())+"\n") {
+		t.Errorf("nested child NSpid %q (container %q), status:\n%s", c, h, st)
+	}
+	for _, ns := range []string{"net", "pid", "mnt", "uts"} {
+		a, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + ns)
+		c, _ := os.Readlink("/proc/" + strconv.Itoa(cmd) + "/ns/" + ns)
+		if (a == c) != (ns == "net") {
+			t.Errorf("%s namespace: container %s, nested child %s", ns, a, c)
+		}
+	}
+	unix.Kill(cmd, unix.SIGKILL)
+	if ws := wait(t, cmd); !ws.Signaled() || ws.Signal() != unix.SIGKILL {
+		t.Errorf("killed nested child: status %#x", ws)
+	}
+	// A nested stage's failure comes back as its StartError.
+	_, err = startJoined(t, isolation.Config{Argv: []string{"nonexistent"}, Isolate: true, Env: []string{testPath}}, pid, []string{"pid", "mnt"}, out4)
+	if !errors.As(err, &se) || se.Error() != "No such file or directory: execvpe(nonexistent)" {
+		t.Errorf("nested missing command: %v", err)
 	}
 	// An isolated child that shares the running container's filesystem:
 	// its new mount namespace is a copy of the joined one; the stage is

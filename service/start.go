@@ -121,17 +121,20 @@ func (m *Manager) plan(c *Container) (*runPlan, error) {
 	}
 
 	p.spec.Cloneflags = isolation.CloneFlags(cfg)
-	if !isolate {
-		// Share the namespaces of the nearest ancestor that has a process.
-		for a := c.parent; a != nil && !a.isRoot(); a = a.parent {
-			a.mu.Lock()
-			pid, st := a.rec.RootPid, a.rec.State
-			a.mu.Unlock()
-			if pid > 0 && (st == api.StateRunning || st == api.StateMeta || st == api.StatePaused) {
-				p.spec.JoinPid = pid
-				p.spec.JoinNS = []string{"ipc", "uts", "net", "pid", "mnt"}
-				break
+	// Share the namespaces of the nearest ancestor that has a process; an
+	// isolated child gets a pid namespace nested in its pid namespace (and
+	// copies of its mount and UTS namespaces, a new IPC namespace).
+	for a := c.parent; a != nil && !a.isRoot(); a = a.parent {
+		a.mu.Lock()
+		pid, st := a.rec.RootPid, a.rec.State
+		a.mu.Unlock()
+		if pid > 0 && (st == api.StateRunning || st == api.StateMeta || st == api.StatePaused) {
+			p.spec.JoinPid = pid
+			p.spec.JoinNS = []string{"ipc", "uts", "net", "pid", "mnt"}
+			if isolate {
+				p.spec.JoinNS = []string{"uts", "net", "pid", "mnt"}
 			}
+			break
 		}
 	}
 	return p, nil
