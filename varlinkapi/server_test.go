@@ -195,10 +195,14 @@ func needRoot(t testing.TB) {
 type waiter struct {
 	apiserver.Backend
 	mu        sync.Mutex
+	started   int
 	cancelled int
 }
 
 func (w *waiter) Wait(ctx context.Context, c service.Caller, names []string, timeout time.Duration) (string, error) {
+	w.mu.Lock()
+	w.started++
+	w.mu.Unlock()
 	var tc <-chan time.Time
 	if timeout >= 0 {
 		tc = time.After(timeout)
@@ -212,6 +216,12 @@ func (w *waiter) Wait(ctx context.Context, c service.Caller, names []string, tim
 		w.mu.Unlock()
 		return "", ctx.Err()
 	}
+}
+
+func (w *waiter) starts() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.started
 }
 
 func (w *waiter) cancels() int {
@@ -520,6 +530,10 @@ func TestVanishedClient(t *testing.T) {
 				}
 			} else {
 				r.call("io.porto.Manager.Wait", map[string]any{"names": []string{"s"}, "timeout_ms": -1}, false)
+				deadline := time.Now().Add(5 * time.Second)
+				for w.starts() != i+1 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
 			}
 			waitConns(t, e, 1)
 			if how == "half-close then close" {
