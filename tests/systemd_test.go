@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -241,6 +242,7 @@ func TestSystemdSandbox(t *testing.T) {
 	t.Run("StopAndMasterCrash", func(t *testing.T) { sandboxStopAndMasterCrash(t, s) })
 	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
 	t.Run("Watchdog", func(t *testing.T) { sandboxWatchdog(t, s) })
+	t.Run("Polkit", func(t *testing.T) { sandboxPolkit(t, s) })
 	t.Run("UnitsSystemdDriver", func(t *testing.T) {
 		if unitsTest == "" {
 			t.Skip("no go to build the units tests")
@@ -522,4 +524,38 @@ func sandboxWatchdog(t *testing.T, s *sandbox) {
 	if before != after {
 		t.Errorf("systemd restarted porto.service: no watchdog pings")
 	}
+}
+
+// A user's own container gets its own scope; another user's container is
+// refused until a polkit rule grants org.porto.manage-any (real polkitd).
+func sandboxPolkit(t *testing.T, s *sandbox) {
+	if _, err := user.Lookup("porto-alice"); err != nil {
+		t.Skip("no user porto-alice (.ci/run creates it)")
+	}
+	as := "setpriv --reuid=porto-alice --regid=porto-alice --init-groups "
+	s.ok(t, `portoctl run pk-root command="sleep 1000"`)
+	out := s.ok(t, as+`portoctl run pk-alice command="sleep 1000" && ps -o user=,unit= -p $(`+as+`portoctl get pk-alice root_pid)`)
+	if f := strings.Fields(out); len(f) != 2 || f[1] != "porto-pk\\x2dalice.scope" && f[1] != "porto-pk-alice.scope" {
+		t.Errorf("alice's container: %q, want its process in its own scope", out)
+	}
+	out, err := s.sh(as + "portoctl destroy pk-root")
+	t.Logf("alice destroys root's container: %v %s", err, out)
+	if err == nil || !strings.Contains(out, "Permission") {
+		t.Errorf("alice destroyed root's container without a polkit grant")
+	}
+	rule := `polkit.addRule(function(a, s) { if (a.id == "org.porto.manage-any" && s.user == "porto-alice") return polkit.Result.YES; });`
+	s.ok(t, "printf '%s\\n' '"+rule+"' > /etc/polkit-1/rules.d/50-porto-test.rules")
+	var end = time.Now().Add(5 * time.Second)
+	for {
+		out, err = s.sh(as + "portoctl destroy pk-root")
+		if err == nil || time.Now().After(end) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // polkitd reloads its rules on inotify
+	}
+	t.Logf("with a polkit rule granting org.porto.manage-any: %v %s", err, out)
+	if err != nil {
+		t.Errorf("alice could not destroy root's container with the polkit grant: %s", out)
+	}
+	s.ok(t, "rm /etc/polkit-1/rules.d/50-porto-test.rules; portoctl destroy pk-alice")
 }
