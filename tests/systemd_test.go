@@ -351,6 +351,9 @@ func sandboxRestart(t *testing.T, s *sandbox) {
 	if st := s.waitFor(t, "systemctl show -p StatusText --value porto", "20 containers, 20 running", 6*time.Second); st != "20 containers, 20 running" {
 		t.Errorf("StatusText = %q, want 20 containers, 20 running", st)
 	}
+	// A container that runs out of memory only after the restart: its OOM
+	// must be seen by the restarted porto, after systemd removed the scope.
+	s.ok(t, `rm -f /run/oomr-go && portoctl run oomr memory_limit=32M command="sh -c 'while [ ! -e /run/oomr-go ]; do sleep 0.05; done; head -c 512M /dev/zero | tail'"`)
 	main0 := s.ok(t, "systemctl show -p MainPID --value porto")
 	t0 := time.Now()
 	s.ok(t, "systemctl restart porto")
@@ -380,6 +383,16 @@ func sandboxRestart(t *testing.T, s *sandbox) {
 		t.Errorf("journalctl -u porto CONTAINER=c07: nothing logged with the container as a field")
 	} else {
 		t.Logf("journalctl -u porto CONTAINER=c07 -o cat:\n%s", j)
+	}
+
+	s.ok(t, "touch /run/oomr-go")
+	if st := s.waitFor(t, "portoctl get oomr state", "dead", 10*time.Second); st != "dead" {
+		t.Errorf("oomr: state %q, want dead", st)
+	}
+	out0 := s.ok(t, "portoctl get oomr oom_killed; systemctl is-active porto-oomr.scope || true; portoctl destroy oomr")
+	t.Logf("oomr, OOM-killed after the restart: oom_killed, its scope: %s", out0)
+	if !strings.HasPrefix(out0, "true\n") {
+		t.Errorf("a restored container killed by the OOM killer: oom_killed %q, want true", out0)
 	}
 
 	// Managed again: stop one, kill one, destroy one, start a new one.
