@@ -30,7 +30,7 @@ import (
 
 var (
 	flagBin      = flag.String("bin", "", "directory of portod, portoctl and porto-init (default: <repo>/bin)")
-	flagBinB     = flag.String("bin-b", "", "lifecycle: also run this second build's portod (Go client over Varlink), interleaved: before/after figures")
+	flagBinB     = flag.String("bin-b", "", "lifecycle and scale: also run this second build's portod (Go client over Varlink), interleaved with the first: before/after figures")
 	flagSuites   = flag.String("suites", "lifecycle,get,scale,sandbox", "comma-separated suites to run")
 	flagN        = flag.Int("n", 200, "lifecycle iterations per contender (after -warm warm-ups)")
 	flagWarm     = flag.Int("warm", 5, "unrecorded warm-up iterations")

@@ -46,8 +46,12 @@ func memAvailableMB() int64 {
 func suiteScale(n int) error {
 	// Budget: one task per container (sleep; no helper process in app
 	// containers), plus a margin for the rest of the machine.
-	if free := pidMax() - tasks(); free < n+2000 {
-		return fmt.Errorf("%d containers: only %d free pids of pid_max %d (need %d + a margin of 2000)", n, free, pidMax(), n)
+	envs := 1
+	if *flagBinB != "" {
+		envs = 2
+	}
+	if free := pidMax() - tasks(); free < envs*n+2000 {
+		return fmt.Errorf("%d containers: only %d free pids of pid_max %d (need %d + a margin of 2000)", n, free, pidMax(), envs*n)
 	}
 	if mb := memAvailableMB(); mb < int64(n)*2+1024 {
 		return fmt.Errorf("%d containers: only %d MiB available", n, mb)
@@ -101,6 +105,25 @@ func suiteScale(n int) error {
 		cpuRows = append(cpuRows, fmt.Sprintf("| %s | %s | %s | %s | %s |", phase, bench.Ms(b[0]-a[0]), bench.Ms(b[1]-a[1]), per(b[0]-a[0]), per(b[1]-a[1])))
 	}
 
+	// -bin-b: a second build starts its own N containers, alternating
+	// with this one (A B A B ...), both on the same kernel (the same
+	// total number of cgroups).
+	var cB *client.Client
+	var startsB bench.Sample
+	if *flagBinB != "" {
+		ob := options()
+		ob.Bin, ob.Pprof = *flagBinB, ""
+		envB, err := startEnv(ob)
+		if err != nil {
+			return fmt.Errorf("-bin-b: %w", err)
+		}
+		defer closeEnv(envB)
+		if cB, err = envB.Client(client.TransportVarlink); err != nil {
+			return err
+		}
+		defer cB.Close()
+	}
+
 	// Start N containers, one at a time; every 10th, one floor run.
 	progress("scale %d: starting", n)
 	prof(false)
@@ -128,6 +151,20 @@ func suiteScale(n int) error {
 		starts[i] = time.Since(t)
 		if err != nil {
 			return fmt.Errorf("container %d: %w", i, err)
+		}
+		if cB != nil {
+			t := time.Now()
+			err := cB.Create(ctx, names[i])
+			if err == nil {
+				err = cB.SetProperty(ctx, names[i], "command", "sleep 1000")
+			}
+			if err == nil {
+				err = cB.Start(ctx, names[i])
+			}
+			if err != nil {
+				return fmt.Errorf("B container %d: %w", i, err)
+			}
+			startsB = append(startsB, time.Since(t))
 		}
 		if i%10 == 0 {
 			t := time.Now()
@@ -164,10 +201,20 @@ func suiteScale(n int) error {
 	say("All %d started in %s (%s ms per container on average); median %s ms, p90 %s ms, %s the floor. Steps (medians): create %s, set command %s, start %s ms.\n\n",
 		n, startAll.Round(time.Millisecond), bench.Ms(startAll/time.Duration(n)), bench.Ms(starts.Median()), bench.Ms(starts.P90()), bench.Ratio(starts.Median(), floor.Median()),
 		bench.Ms(st["create"].Median()), bench.Ms(st["set command"].Median()), bench.Ms(st["start"].Median()))
-	say("| containers already running | median ms per start | p90 ms |\n|---|---|---|\n")
+	if cB == nil {
+		say("| containers already running | median ms per start | p90 ms |\n|---|---|---|\n")
+	} else {
+		say("With -bin-b: build B (%s) started its own %d containers alternating with these (A B A B ...; the figures above include B's starts in the total time): median %s ms, p90 %s ms.\n\n", *flagBinB, n, bench.Ms(startsB.Median()), bench.Ms(startsB.P90()))
+		say("| containers already running (each build) | A median ms per start | A p90 ms | B median ms | B p90 ms |\n|---|---|---|---|---|\n")
+	}
 	for b := 0; b < n; b += 100 {
 		s := starts[b:min(b+100, n)]
-		say("| %d–%d | %s | %s |\n", b, b+len(s)-1, bench.Ms(s.Median()), bench.Ms(s.P90()))
+		if cB == nil {
+			say("| %d–%d | %s | %s |\n", b, b+len(s)-1, bench.Ms(s.Median()), bench.Ms(s.P90()))
+			continue
+		}
+		sb := startsB[b:min(b+100, n)]
+		say("| %d–%d | %s | %s | %s | %s |\n", b, b+len(s)-1, bench.Ms(s.Median()), bench.Ms(s.P90()), bench.Ms(sb.Median()), bench.Ms(sb.P90()))
 	}
 
 	// List and get-all.
