@@ -242,7 +242,7 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 	closeAll(files)
 	files = nil
 	if err != nil {
-		if j := p.spec.JoinPid; j > 0 && (procState(j) == "" || procState(j) == "Z") {
+		if j := p.spec.JoinPid; j > 0 && joinGone(j) {
 			return api.Errorf(api.InvalidState, "the parent container's process exited during the start of %s", c.name)
 		}
 		return api.Wrap(api.Unknown, err, "spawn: "+err.Error())
@@ -254,7 +254,7 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 	fail := func(e error) error {
 		syscall.Kill(pid, syscall.SIGKILL)
 		m.reapRoot(c, m.cfg.KillTimeout, true)
-		if j := p.spec.JoinPid; j > 0 && (procState(j) == "" || procState(j) == "Z") {
+		if j := p.spec.JoinPid; j > 0 && joinGone(j) {
 			// The ancestor whose namespaces we were joining died meanwhile.
 			return api.Errorf(api.InvalidState, "the parent container's process exited during the start of %s", c.name)
 		}
@@ -480,6 +480,17 @@ func procStartTime(pid int) uint64 {
 	}
 	n, _ := strconv.ParseUint(f[19], 10, 64)
 	return n
+}
+
+// joinGone reports whether the process whose namespaces a start joins has
+// exited: gone, a zombie, or a namespace init that waits for the rest of
+// its namespace to be reaped (its namespaces are already released).
+func joinGone(pid int) bool {
+	if s := procState(pid); s == "" || s == "Z" {
+		return true
+	}
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	return err != nil
 }
 
 // procState is field 3 of /proc/pid/stat ("" if gone).
