@@ -489,7 +489,7 @@ func joinGone(pid int) bool {
 	if s := procState(pid); s == "" || s == "Z" {
 		return true
 	}
-	_, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid) + "/ns/mnt") // ns/pid outlives the nsproxy
 	return err != nil
 }
 
