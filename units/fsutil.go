@@ -92,6 +92,13 @@ func subdirs(dir string) ([]string, error) {
 // may still be exiting) is retried until deadline; any other error, or
 // EBUSY with live processes inside, stops it.
 func rmdirTree(dir string, deadline time.Time) error {
+	// The common case, an empty leaf, costs one rmdir: no listing of the
+	// directory (a third of the worker's CPU time in a destroy; bench/).
+	if fakeRmdirHook == nil {
+		if err := unix.Rmdir(dir); err == nil || err == unix.ENOENT {
+			return nil
+		}
+	}
 	dirs, err := subdirs(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
