@@ -252,12 +252,20 @@ func suiteScale(n int) error {
 	var destroys bench.Sample
 	cpu0 = cpu()
 	t0 = time.Now()
+	var destroysB bench.Sample
 	for _, name := range names {
 		t := time.Now()
 		if err := c.Destroy(ctx, name); err != nil {
 			return fmt.Errorf("destroy %s: %w", name, err)
 		}
 		destroys = append(destroys, time.Since(t))
+		if cB != nil {
+			t := time.Now()
+			if err := cB.Destroy(ctx, name); err != nil {
+				return fmt.Errorf("B destroy %s: %w", name, err)
+			}
+			destroysB = append(destroysB, time.Since(t))
+		}
 	}
 	destroyAll := time.Since(t0)
 	cpuRow("destroy all", cpu0, cpu())
@@ -267,6 +275,9 @@ func suiteScale(n int) error {
 		return err
 	}
 	say("\nDestroy all, one at a time: %s in all; per container median %s ms, p90 %s ms.\n\n", destroyAll.Round(time.Millisecond), bench.Ms(destroys.Median()), bench.Ms(destroys.P90()))
+	if cB != nil {
+		say("Build B's destroys, alternating with these: median %s ms, p90 %s ms (the total above includes them).\n\n", bench.Ms(destroysB.Median()), bench.Ms(destroysB.P90()))
+	}
 	perC := func(a, b int64) string { return fmt.Sprintf("%.1f", float64(b-a)/float64(n)) }
 	say("| daemon VmRSS kB | master | worker | master + worker |\n|---|---|---|---|\n")
 	say("| after 20 warm-up lifecycles, no container | %d | %d | %d |\n", m0, w0, m0+w0)
