@@ -243,6 +243,7 @@ func TestSystemdSandbox(t *testing.T) {
 	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
 	t.Run("Watchdog", func(t *testing.T) { sandboxWatchdog(t, s) })
 	t.Run("Polkit", func(t *testing.T) { sandboxPolkit(t, s) })
+	t.Run("Reload", func(t *testing.T) { sandboxReload(t, s) })
 	t.Run("UnitsSystemdDriver", func(t *testing.T) {
 		if unitsTest == "" {
 			t.Skip("no go to build the units tests")
@@ -571,4 +572,27 @@ func sandboxPolkit(t *testing.T, s *sandbox) {
 		t.Errorf("alice could not destroy root's container with the polkit grant: %s", out)
 	}
 	s.ok(t, "rm /etc/polkit-1/rules.d/50-porto-test.rules; portoctl destroy pk-alice")
+}
+
+// "systemctl reload porto" upgrades the master in place: a container it
+// started stays its child, so its exit status is still known.
+func sandboxReload(t *testing.T, s *sandbox) {
+	s.ok(t, `portoctl run rl command="sleep 1000"`)
+	pid := s.ok(t, "portoctl get rl root_pid")
+	main0 := s.ok(t, "systemctl show -p MainPID --value porto")
+	s.ok(t, "systemctl reload porto")
+	time.Sleep(500 * time.Millisecond)
+	out := s.ok(t, "systemctl show -p MainPID --value porto; systemctl is-active porto; portoctl get rl root_pid")
+	if out != main0+"\nactive\n"+pid {
+		t.Errorf("after systemctl reload porto: %q, want the same MainPID %s, active, root_pid %s", out, main0, pid)
+	}
+	s.ok(t, "portoctl kill rl 9")
+	if st := s.waitFor(t, "portoctl get rl state", "dead", 5*time.Second); st != "dead" {
+		t.Fatalf("rl after kill -9: state %q, want dead", st)
+	}
+	out = s.ok(t, "portoctl get rl exit_status; portoctl destroy rl")
+	t.Logf("rl killed with SIGKILL after systemctl reload porto: exit_status %s", out)
+	if !strings.Contains(out, "signal 9") {
+		t.Errorf("rl: exit_status %q, want killed by signal 9", out)
+	}
 }
