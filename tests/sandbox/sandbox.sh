@@ -78,10 +78,12 @@ snapshot_host() {   # $1 = output prefix
     cat /proc/self/mountinfo > "$1.mountinfo"
     # no mtimes: the cgroup2 root's mtime ticks on any mkdir by anyone
     stat -c '%A %U %G %F %n' /sys/fs/cgroup /sys/fs/cgroup/* > "$1.cgroup-ls"
+    # other tenants create and remove cgroups and /tmp entries meanwhile: an entry that vanishes
+    # while it is listed must not abort the snapshot
     local h
-    for h in $CG_ALL; do find "/sys/fs/cgroup/$h" -mindepth 1 -maxdepth 1 ! -type d -printf "$h/%f\n"; done | sort > "$1.cgroup-files"
-    for h in $CG_ALL; do find "/sys/fs/cgroup/$h" -mindepth 1 -maxdepth 1 -type d -printf "$h/%f\n"; done | sort > "$1.cgroup-dirs"
-    ls -A /tmp | sort > "$1.tmp-ls"
+    { for h in $CG_ALL; do find "/sys/fs/cgroup/$h" -mindepth 1 -maxdepth 1 ! -type d -printf "$h/%f\n" 2>/dev/null; done; true; } | sort > "$1.cgroup-files"
+    { for h in $CG_ALL; do find "/sys/fs/cgroup/$h" -mindepth 1 -maxdepth 1 -type d -printf "$h/%f\n" 2>/dev/null; done; true; } | sort > "$1.cgroup-dirs"
+    { ls -A /tmp 2>/dev/null; true; } | sort > "$1.tmp-ls"
 }
 # Strict (SBX_STRICT=1, CI: nothing else runs on the machine): any change fails. Otherwise changes
 # that other tenants of a shared machine make (their own /tmp entries, cgroups, mounts) are printed
@@ -143,7 +145,7 @@ make_cgroups() {
 remove_cgroups() {  # wait until empty, then rmdir bottom-up, only below /sys/fs/cgroup/<h>/$NAME
     local h d i left=0
     for i in $(seq 1 100); do
-        left=$(for h in $CG_ALL; do d=/sys/fs/cgroup/$h/$NAME; [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + ; done | wc -l)
+        left=$(for h in $CG_ALL; do d=/sys/fs/cgroup/$h/$NAME; [ -d "$d" ] || continue; find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null || true; done | wc -l)
         [ "$left" = 0 ] && break
         sleep 0.1
     done
