@@ -275,7 +275,7 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 			c.mu.Lock()
 			c.rec.StartErrno = se.Errno
 			c.mu.Unlock()
-			return fail(api.Errorf(api.Unknown, "%s", se.Error()))
+			return fail(api.Errorf(startErrorCode(se), "%s", se.Error()))
 		}
 		return fail(api.Wrap(api.Unknown, err, "start: "+err.Error()))
 	}
@@ -548,4 +548,19 @@ func hasCap(n uint) bool {
 		}
 	}
 	return false
+}
+
+// startErrorCode classifies a failure of the setup stage. The seed fixes a
+// failed exec as Unknown; a bind source that does not exist is a bad value
+// (issue 3), and one the caller may not read is a permission error.
+func startErrorCode(se *isolation.StartError) api.Code {
+	if strings.HasPrefix(se.Op, "bind(") {
+		switch syscall.Errno(se.Errno) {
+		case syscall.ENOENT, syscall.ENOTDIR:
+			return api.InvalidValue
+		case syscall.EACCES, syscall.EPERM:
+			return api.Permission
+		}
+	}
+	return api.Unknown
 }
