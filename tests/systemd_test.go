@@ -243,6 +243,7 @@ func TestSystemdSandbox(t *testing.T) {
 	t.Run("OOMKilled", func(t *testing.T) { sandboxOOM(t, s) })
 	t.Run("Watchdog", func(t *testing.T) { sandboxWatchdog(t, s) })
 	t.Run("Polkit", func(t *testing.T) { sandboxPolkit(t, s) })
+	t.Run("PolkitAlice", func(t *testing.T) { sandboxPolkitAlice(t, s) })
 	t.Run("Reload", func(t *testing.T) { sandboxReload(t, s) })
 	t.Run("UnitsSystemdDriver", func(t *testing.T) {
 		if unitsTest == "" {
@@ -572,6 +573,74 @@ func sandboxPolkit(t *testing.T, s *sandbox) {
 		t.Errorf("alice could not destroy root's container with the polkit grant: %s", out)
 	}
 	s.ok(t, "rm /etc/polkit-1/rules.d/50-porto-test.rules; portoctl destroy pk-alice")
+}
+
+// Issue 7 acceptance 1, against the real polkitd: as porto-alice (not
+// root) her own containers work; user=root is Permission; destroying or
+// killing root's or porto-bob's container is Permission; a polkit rule
+// granting her the org.porto.* actions lets her run as user=daemon.
+func sandboxPolkitAlice(t *testing.T, s *sandbox) {
+	for _, u := range []string{"porto-alice", "porto-bob"} {
+		if _, err := user.Lookup(u); err != nil {
+			t.Skip("no user " + u + " (.ci/run creates it)")
+		}
+	}
+	alice := "setpriv --reuid=porto-alice --regid=porto-alice --init-groups "
+	bob := "setpriv --reuid=porto-bob --regid=porto-bob --init-groups "
+	s.ok(t, `portoctl run pa-root command="sleep 1000"`)
+	s.ok(t, bob+`portoctl run pa-bob command="sleep 1000"`)
+	defer s.sh("portoctl destroy pa-root; portoctl destroy pa-bob; portoctl destroy pa-alice; portoctl destroy pa-daemon; rm -f /etc/polkit-1/rules.d/51-porto-alice.rules")
+
+	// Her own containers work.
+	s.ok(t, alice+`portoctl run pa-alice command=id`)
+	s.ok(t, alice+`portoctl wait pa-alice`)
+	if out := s.ok(t, alice+`portoctl get pa-alice stdout`); !strings.Contains(out, "(porto-alice)") {
+		t.Errorf("alice's container ran as %q", out)
+	}
+	refused := func(what, cmd, want string) {
+		t.Helper()
+		out, err := s.sh(alice + cmd)
+		t.Logf("%s: %s", what, strings.TrimSpace(out))
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("%s: want %q, got %v %q", what, want, err, out)
+		}
+	}
+	refused("user=root", `portoctl run pa-daemon command=id user=root`, "Permission (Only root can change this property)")
+	refused("user=daemon", `portoctl run pa-daemon command=id user=daemon`, "Permission (Only root can change this property)")
+	for _, c := range []string{"pa-root", "pa-bob"} {
+		refused("destroy "+c, "portoctl destroy "+c, "Permission (Permission error)")
+		refused("kill "+c, "portoctl kill "+c+" 9", "Permission (Permission error)")
+	}
+	for _, c := range []string{"pa-root", "pa-bob"} {
+		if st := strings.TrimSpace(s.ok(t, "portoctl get "+c+" state")); st != "running" {
+			t.Errorf("%s is %s after the refused attempts", c, st)
+		}
+	}
+
+	// A polkit rule granting her every org.porto.* action.
+	rule := `polkit.addRule(function(a, s) { if (a.id.indexOf("org.porto.") == 0 && s.user == "porto-alice") return polkit.Result.YES; });`
+	s.ok(t, "printf '%s\\n' '"+rule+"' > /etc/polkit-1/rules.d/51-porto-alice.rules")
+	var out string
+	var err error
+	for end := time.Now().Add(5 * time.Second); ; {
+		out, err = s.sh(alice + `portoctl run pa-daemon command=id user=daemon group=daemon`)
+		if err == nil || time.Now().After(end) {
+			break
+		}
+		s.sh("portoctl destroy pa-daemon")
+		time.Sleep(200 * time.Millisecond) // polkitd reloads its rules on inotify
+	}
+	if err != nil {
+		t.Fatalf("alice could not run as user=daemon with the polkit grant: %s", out)
+	}
+	s.ok(t, alice+`portoctl wait pa-daemon`)
+	if out := s.ok(t, alice+`portoctl get pa-daemon stdout`); !strings.Contains(out, "uid=1(daemon)") {
+		t.Errorf("with the grant, the container ran as %q, want daemon", out)
+	}
+	if owner := strings.TrimSpace(s.ok(t, `portoctl get pa-daemon owner_user`)); owner != "porto-alice" {
+		t.Errorf("owner_user = %q, want porto-alice", owner)
+	}
+	s.ok(t, alice+`portoctl destroy pa-bob`) // and manage-any lets her act on bob's
 }
 
 // "systemctl reload porto" upgrades the master in place: a container it
