@@ -1,10 +1,3 @@
-// Command portobench measures porto side by side with its floors in one
-// run and prints the figures as markdown (see docs/performance.md, which
-// quotes them, and `sudo make bench`, which runs this). It needs root: it
-// starts a private dbus-daemon and bin/portod of its own (package bench)
-// and tears them down, containers and cgroups included.
-//
-//	portobench [-suites lifecycle,get,scale,sandbox] [-n 200] [-scale 1000,3000] [-pprof DIR] [-out FILE]
 package main
 
 import (
