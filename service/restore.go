@@ -147,25 +147,58 @@ func (m *Manager) reconcile(c *Container) bool {
 		return false // a meta container without a process
 	}
 	if !same {
-		if start == 0 || r.RootStart == 0 {
-			// Gone (or never recorded) and not a zombie of ours: nobody could
-			// learn its exit status.
-			m.registerPid(c, pid)
-			m.markDeadRestored(c)
-			return false
+		// Gone, or the pid is another process now, and not a zombie of
+		// ours: nobody could learn its exit status. A paused container
+		// whose process is gone (a stop cut short after the kill) is not
+		// paused any more: it dies from the state it was paused in, or
+		// handleDeath would leave it paused for a resume.
+		if r.State == api.StatePaused {
+			from := r.PausedFrom
+			if from == "" {
+				from = api.StateRunning
+			}
+			c.mu.Lock()
+			c.rec.State, c.rec.PausedFrom = from, ""
+			c.mu.Unlock()
 		}
 		m.registerPid(c, pid)
 		m.markDeadRestored(c)
 		return false
 	}
 	m.registerPid(c, pid)
-	if fr, err := m.cg.Frozen(c.name); err == nil && fr && r.State != api.StatePaused {
+	fr, err := m.cg.Frozen(c.name)
+	frozen := err == nil && fr
+	switch {
+	case frozen && r.State != api.StatePaused:
+		// Frozen: a pause (of c or an ancestor) was cut short before the
+		// record said so.
 		c.mu.Lock()
 		c.rec.PausedFrom = r.State
 		c.rec.State = api.StatePaused
 		c.mu.Unlock()
 		m.save(c)
+	case !frozen && r.State == api.StatePaused:
+		// Thawed, or its cgroups are gone: a resume or a stop was cut
+		// short. It is not paused (and its exit, if it comes, must not
+		// wait for a resume).
+		from := r.PausedFrom
+		if from == "" {
+			from = api.StateRunning
+		}
+		c.mu.Lock()
+		c.rec.State = from
+		c.rec.PausedFrom = ""
+		c.mu.Unlock()
+		m.save(c)
+	case !frozen && err == nil:
+		// Not frozen, but perhaps FREEZING: a pause cut short while the
+		// kernel was still freezing would end up frozen under a record
+		// that says running. Thaw, so that the record holds.
+		if err := m.cg.Thaw(c.name); err != nil {
+			m.log.Warn("cannot thaw", "container", c.name, "err", err)
+		}
 	}
+
 	if m.spawner == nil || ppid != m.spawner.SupervisorPid() {
 		// Not our supervisor's child (the supervisor itself was restarted):
 		// we can watch it die but never learn its status.
@@ -212,6 +245,10 @@ func (m *Manager) cleanupInterrupted(c *Container) {
 }
 
 func (m *Manager) markDeadRestored(c *Container) {
+	// Dead at once, before the worker serves, so that nothing reports it
+	// running; handleDeath then does the rest in the background (whatever
+	// is left in its cgroups, its subtree) and records the death again.
+	m.markDead(c, -1, true)
 	c.mu.Lock()
 	pid := c.exitPid
 	st := -1
