@@ -25,7 +25,7 @@ import (
 
 // Issue 8, acceptance 2: kill -9 of the worker (and, one round in ten,
 // of the master too) at random moments while several clients create,
-// start, stop and destroy containers. After every restart:
+// start, pause, resume, stop and destroy containers. After every restart:
 //
 //   - no container is lost or duplicated: every client's model of its own
 //     containers matches what portod lists, except for the one operation
@@ -35,7 +35,8 @@ import (
 //     container, the files and the listed containers are the same set, and
 //     portod never logged "unreadable container state";
 //   - cgroups exist only for started containers, and processes live only
-//     in the cgroups of running ones.
+//     in the cgroups of running or paused ones; a paused container is
+//     frozen and a running one is not.
 //
 // At the end everything is destroyed and the env's teardown checks that no
 // cgroup, process, mount or state file is left; the master must have no
@@ -52,10 +53,11 @@ const (
 	chAbsent  chState = iota
 	chStopped         // created, not started (or stopped)
 	chStarted         // running, or dead for a command that ends
+	chPaused
 )
 
 func (s chState) String() string {
-	return [...]string{"absent", "stopped", "started"}[s]
+	return [...]string{"absent", "stopped", "started", "paused"}[s]
 }
 
 type chNode struct {
@@ -63,6 +65,10 @@ type chNode struct {
 	state    chState
 	cmd      string // the command set, when cmdKnown
 	cmdKnown bool
+	running  bool // chStarted and known to be running (may be paused)
+	// dying: a stop or destroy was cut short after it may have signalled
+	// the process, which may die (dead, with its real status) any time.
+	dying bool
 }
 
 // chOp is an operation whose outcome is unknown (the daemon died under it).
@@ -80,6 +86,9 @@ type chClient struct {
 	seq   int
 	ops   int
 	downs int
+
+	stateDir string   // for failure messages
+	history  []string // the last operations, for failure messages
 
 	inflight *chOp // set when the last op hit a dead daemon
 	failure  error // an unexpected error: the test fails
@@ -201,13 +210,27 @@ func (c *chClient) step() bool {
 			}
 			return c.do("set", n, err, func() { n.cmd, n.cmdKnown = cmd, true })
 		case r < 8:
-			return c.do("start", n, c.cl.Start(ctx, n.name), func() { n.state = chStarted })
+			return c.do("start", n, c.cl.Start(ctx, n.name), func() {
+				n.state, n.running, n.dying = chStarted, n.cmd == "sleep 1000", false
+			})
+		default:
+			return c.do("destroy", n, c.cl.Destroy(ctx, n.name), func() { delete(c.nodes, n.name) })
+		}
+	case chPaused:
+		switch {
+		case r < 6 && !n.dying:
+			return c.do("resume", n, c.cl.Resume(ctx, n.name), func() { n.state, n.running = chStarted, true })
+		case r < 8:
+			return c.do("stop", n, c.cl.Stop(ctx, n.name, time.Second), func() { n.state, n.running = chStopped, false })
 		default:
 			return c.do("destroy", n, c.cl.Destroy(ctx, n.name), func() { delete(c.nodes, n.name) })
 		}
 	default:
-		if r < 6 {
-			return c.do("stop", n, c.cl.Stop(ctx, n.name, time.Second), func() { n.state = chStopped })
+		switch {
+		case r < 2 && n.running && !n.dying:
+			return c.do("pause", n, c.cl.Pause(ctx, n.name), func() { n.state = chPaused })
+		case r < 6:
+			return c.do("stop", n, c.cl.Stop(ctx, n.name, time.Second), func() { n.state, n.running = chStopped, false })
 		}
 		return c.do("destroy", n, c.cl.Destroy(ctx, n.name), func() { delete(c.nodes, n.name) })
 	}
@@ -215,6 +238,10 @@ func (c *chClient) step() bool {
 
 func (c *chClient) do(op string, n *chNode, err error, ok func()) bool {
 	c.ops++
+	c.history = append(c.history, fmt.Sprintf("%s %s: %v", op, n.name, err))
+	if len(c.history) > 400 {
+		c.history = c.history[200:]
+	}
 	switch {
 	case err == nil:
 		ok()
@@ -270,7 +297,9 @@ func (c *chClient) check(t *testing.T, round int, obs map[string]chObserved) {
 			continue
 		}
 		if !chMatches(n, o.state) {
-			t.Errorf("round %d: container %s is %s, believed %s (command %q)", round, name, o.state, n.state, n.cmd)
+			rec, _ := os.ReadFile(filepath.Join(c.stateDir, "containers", api.EscapePath(name)+".json"))
+			t.Errorf("round %d: container %s is %s, believed %s (command %q); its record: %s; client %d's last operations on it: %s",
+				round, name, o.state, n.state, n.cmd, rec, c.id, c.opsOn(name))
 		}
 		c.adopt(n, o.state)
 	}
@@ -294,6 +323,9 @@ func (c *chClient) check(t *testing.T, round int, obs map[string]chObserved) {
 		if op.op == "create" || op.op == "set" {
 			n.cmdKnown = false // set it again before a start
 		}
+		if (op.op == "stop" || op.op == "destroy") && (got == "running" || got == "paused") {
+			n.dying = true
+		}
 		c.adopt(n, got)
 	}
 	for name := range obs {
@@ -307,13 +339,20 @@ func (c *chClient) check(t *testing.T, round int, obs map[string]chObserved) {
 func (c *chClient) adopt(n *chNode, state string) {
 	switch state {
 	case "stopped":
-		n.state = chStopped
+		n.state, n.running, n.dying = chStopped, false, false
+	case "paused":
+		n.state, n.running = chPaused, true
+	case "dead":
+		n.state, n.running, n.dying = chStarted, false, false
 	default:
-		n.state = chStarted
+		n.state, n.running = chStarted, state == "running" && n.cmdKnown && n.cmd == "sleep 1000"
 	}
 }
 
 func chMatches(n *chNode, state string) bool {
+	if n.dying && state == "dead" && n.state != chStopped {
+		return true
+	}
 	switch n.state {
 	case chStopped:
 		return state == "stopped"
@@ -321,9 +360,11 @@ func chMatches(n *chNode, state string) bool {
 		if state == "running" {
 			return true
 		}
-		// A command that ends, or a process that died while no porto
-		// process watched it (a master kill), is dead.
-		return state == "dead"
+		// A command that ends is dead. (A "sleep 1000" could die only by a
+		// bug: nothing kills it, and a master kill leaves it running.)
+		return state == "dead" && !n.running
+	case chPaused:
+		return state == "paused"
 	}
 	return false
 }
@@ -339,10 +380,18 @@ func chOutcomes(op *chOp) []string {
 	case "start":
 		return []string{"stopped", "running", "dead"}
 	case "stop":
+		if op.node.state == chPaused {
+			return []string{"paused", "running", "dead", "stopped"}
+		}
 		return []string{"running", "dead", "stopped"}
+	case "pause", "resume":
+		return []string{"running", "paused"}
 	case "destroy":
-		if op.node.state == chStopped {
+		switch op.node.state {
+		case chStopped:
 			return []string{"absent", "stopped"}
+		case chPaused:
+			return []string{"absent", "paused", "running", "dead", "stopped"}
 		}
 		return []string{"absent", "running", "dead", "stopped"}
 	}
@@ -446,10 +495,11 @@ func TestChaosKill(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range clients {
 		c := &chClient{
-			id:    i,
-			cl:    e.rcClient(t),
-			rng:   rand.New(rand.NewPCG(seed, uint64(i)+2)),
-			nodes: map[string]*chNode{},
+			id:       i,
+			cl:       e.rcClient(t),
+			rng:      rand.New(rand.NewPCG(seed, uint64(i)+2)),
+			nodes:    map[string]*chNode{},
+			stateDir: e.StateDir,
 		}
 		clients[i] = c
 		wg.Add(1)
@@ -588,6 +638,18 @@ func chVerify(t *testing.T, e *Env, round int, clients []*chClient, cl *client.C
 		}
 	}
 
+	// A paused container is frozen, a running one is not.
+	for name, o := range obs {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/freezer", e.CgroupRoot, name, "freezer.state"))
+		fs := strings.TrimSpace(string(b))
+		switch {
+		case o.state == "paused" && (err != nil || fs != "FROZEN"):
+			t.Errorf("round %d: %s is paused but its freezer is %q (%v)", round, name, fs, err)
+		case o.state == "running" && (err != nil || fs != "THAWED"):
+			t.Errorf("round %d: %s is running but its freezer is %q (%v)", round, name, fs, err)
+		}
+	}
+
 	// State files: every one readable, one per container, nothing else.
 	files, bad := e.rcStateFiles()
 	for _, b := range bad {
@@ -626,7 +688,7 @@ func chVerify(t *testing.T, e *Env, round int, clients []*chClient, cl *client.C
 }
 
 // chLeaks finds cgroups of containers that are not started and processes
-// in cgroups of containers that are not running.
+// in cgroups of containers that are neither running nor paused.
 func chLeaks(e *Env, obs map[string]chObserved) []string {
 	var out []string
 	for _, cg := range e.Cgroups() {
@@ -645,7 +707,7 @@ func chLeaks(e *Env, obs map[string]chObserved) []string {
 				continue
 			}
 			name := strings.SplitN(path[i+len(e.CgroupRoot)+2:], "/", 2)[0]
-			if o, ok := obs[name]; !ok || o.state != "running" {
+			if o, ok := obs[name]; !ok || (o.state != "running" && o.state != "paused") {
 				out = append(out, fmt.Sprintf("process %d %q in %s of a container that is %s [%s]", p.pid, p.cmdline, path, chStateOf(obs, name), rcProcInfo(p.pid)))
 			}
 			break
@@ -678,4 +740,15 @@ func rcProcInfo(pid int) string {
 		parts = append(parts, "stack "+strings.Join(strings.Fields(string(b)), " "))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// opsOn lists the client's recent operations on name.
+func (c *chClient) opsOn(name string) string {
+	var out []string
+	for _, h := range c.history {
+		if strings.Contains(h, " "+name+":") {
+			out = append(out, h)
+		}
+	}
+	return strings.Join(out, "; ")
 }
