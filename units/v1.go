@@ -435,7 +435,11 @@ func (v *V1) Remove(name string) error {
 	if n != "" && v.rel == nil {
 		rt, _ = readUint(v.dir("cpu", n) + "/cpu.rt_runtime_us")
 	}
-	for _, h := range v.hiers {
+	// In the reverse of Create's order: freezer, which Create makes first
+	// and Exists looks at, goes last, so a Remove (or a Create) cut short
+	// by a crash always leaves Exists true for the restore to clean up.
+	for i := len(v.hiers) - 1; i >= 0; i-- {
+		h := v.hiers[i]
 		d := v.hpath(h, n)
 		if err := rmdirTree(d, deadline); err != nil {
 			errs = append(errs, busyPids(d, err))
