@@ -290,19 +290,26 @@ func (m *Manager) stopOne(c *Container, timeout time.Duration) {
 	if st == api.StateStopped {
 		return
 	}
+	// The exit is acknowledged (and the zombie reaped) only once the
+	// record says stopped, so a crash in between cannot turn a stop into
+	// a lost exit.
+	ackPid := 0
 	if pid > 0 {
+		reaped := false
+		var lost bool
 		if m.sigtermWorks(c, pid) && timeout > 0 {
 			syscall.Kill(pid, syscall.SIGTERM)
-			if _, _, ok := m.reapRoot(c, timeout, true); ok {
-				pid = 0
-			}
+			_, lost, reaped = m.reapRoot(c, timeout, false)
 		}
-		if pid > 0 {
+		if !reaped {
 			syscall.Kill(pid, syscall.SIGKILL)
-			if _, _, ok := m.reapRoot(c, m.cfg.KillTimeout, true); !ok {
+			if _, lost, reaped = m.reapRoot(c, m.cfg.KillTimeout, false); !reaped {
 				m.log.Warn("root process did not exit after SIGKILL", "container", c.name, "pid", pid)
 				m.unregisterPid(pid)
 			}
+		}
+		if reaped && !lost {
+			ackPid = pid
 		}
 	}
 	m.killRest(c)
@@ -318,6 +325,9 @@ func (m *Manager) stopOne(c *Container, timeout time.Duration) {
 	c.timerGen++
 	c.mu.Unlock()
 	m.setState(c, api.StateStopped)
+	if ackPid > 0 {
+		m.ack(ackPid)
+	}
 }
 
 // sigtermWorks: SIGTERM kills a normal process, but the init of a pid
