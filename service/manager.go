@@ -189,6 +189,19 @@ func (m *Manager) authorized(ctx context.Context, c Caller, action string) bool 
 	return ok
 }
 
+// managed looks name up and checks that caller may act on it: the
+// preamble of every operation that changes a container.
+func (m *Manager) managed(ctx context.Context, caller Caller, name string) (*Container, error) {
+	c, err := m.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.mayManage(ctx, caller, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // mayManage: root, the owner, or a caller polkit lets manage anyone's.
 func (m *Manager) mayManage(ctx context.Context, caller Caller, c *Container) error {
 	if c.isRoot() {
@@ -358,11 +371,8 @@ func (m *Manager) Destroy(ctx context.Context, caller Caller, name string) error
 	if name == api.RootName {
 		return api.Errorf(api.Permission, "cannot destroy the root container")
 	}
-	c, err := m.lookup(name)
+	c, err := m.managed(ctx, caller, name)
 	if err != nil {
-		return err
-	}
-	if err := m.mayManage(ctx, caller, c); err != nil {
 		return err
 	}
 	l, nodes := m.lock(c, true)
@@ -456,11 +466,8 @@ func (m *Manager) startOne(ctx context.Context, caller Caller, c *Container, exp
 // ---- stop / kill / pause / resume ----------------------------------------
 
 func (m *Manager) Stop(ctx context.Context, caller Caller, name string, timeout time.Duration) error {
-	c, err := m.lookup(name)
+	c, err := m.managed(ctx, caller, name)
 	if err != nil {
-		return err
-	}
-	if err := m.mayManage(ctx, caller, c); err != nil {
 		return err
 	}
 	if timeout < 0 {
@@ -512,11 +519,8 @@ func (m *Manager) Kill(ctx context.Context, caller Caller, name string, sig int)
 	if name == api.RootName {
 		return api.Errorf(api.Permission, "cannot kill the root container")
 	}
-	c, err := m.lookup(name)
+	c, err := m.managed(ctx, caller, name)
 	if err != nil {
-		return err
-	}
-	if err := m.mayManage(ctx, caller, c); err != nil {
 		return err
 	}
 	if sig <= 0 || sig > 64 {
@@ -537,11 +541,8 @@ func (m *Manager) Kill(ctx context.Context, caller Caller, name string, sig int)
 }
 
 func (m *Manager) Pause(ctx context.Context, caller Caller, name string) error {
-	c, err := m.lookup(name)
+	c, err := m.managed(ctx, caller, name)
 	if err != nil {
-		return err
-	}
-	if err := m.mayManage(ctx, caller, c); err != nil {
 		return err
 	}
 	l, nodes := m.lock(c, true)
@@ -567,11 +568,8 @@ func (m *Manager) Pause(ctx context.Context, caller Caller, name string) error {
 }
 
 func (m *Manager) Resume(ctx context.Context, caller Caller, name string) error {
-	c, err := m.lookup(name)
+	c, err := m.managed(ctx, caller, name)
 	if err != nil {
-		return err
-	}
-	if err := m.mayManage(ctx, caller, c); err != nil {
 		return err
 	}
 	l, nodes := m.lock(c, true)
