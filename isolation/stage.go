@@ -46,6 +46,12 @@ func RunStage() {
 	// Credentials and the final execve are per-thread: keep everything on
 	// this one.
 	runtime.LockOSThread()
+	if len(os.Args) > 2 && os.Args[2] == poolArg {
+		// A warm stage: wait for the real files, then carry on as a stage
+		// launched with them.
+		receiveHand()
+		os.Args = append(os.Args[:2:2], os.Args[3:]...)
+	}
 	if len(os.Args) > 2 && os.Args[2] == relayArg {
 		runRelay(os.Args[3:])
 	}

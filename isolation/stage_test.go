@@ -81,7 +81,17 @@ func launch(t *testing.T, cfg isolation.Config, spec isolation.LaunchSpec, stdou
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := isolation.Launch(self, spec, append([]*os.File{stdin, stdout, stderr, child}, extra...))
+	files := append([]*os.File{stdin, stdout, stderr, child}, extra...)
+	var pid int
+	if warmMode && spec.JoinPid == 0 {
+		var ctl *os.File
+		pid, ctl, err = isolation.LaunchWarm(self, spec.Cloneflags)
+		if err == nil {
+			err = isolation.Hand(ctl, files)
+		}
+	} else {
+		pid, err = isolation.Launch(self, spec, files)
+	}
 	child.Close()
 	if err != nil {
 		parent.Close()

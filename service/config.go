@@ -32,6 +32,7 @@ type Config struct {
 	VarlinkSocket string        // varlink_socket
 	InitPath      string        // porto_init: path of the porto-init binary
 	LogLevel      string        // log_level: debug|info|warn|error
+	StagePool     int           // stage_pool: warm isolation stages per kind
 }
 
 // DefaultConfig is the configuration when porto.conf sets nothing.
@@ -52,6 +53,7 @@ func DefaultConfig() Config {
 		VarlinkSocket: "/run/porto/io.porto.Manager",
 		InitPath:      "/usr/lib/porto/porto-init",
 		LogLevel:      "info",
+		StagePool:     1,
 	}
 }
 
@@ -131,6 +133,14 @@ func confKeys(c *Config) map[string]func(string) error {
 				return fmt.Errorf("%q is not a size from 1 to 1G", v)
 			}
 			c.StdoutLimit = n
+			return nil
+		},
+		"stage_pool": func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 8 {
+				return fmt.Errorf("%q is not a number from 0 to 8", v)
+			}
+			c.StagePool = n
 			return nil
 		},
 		"varlink_socket": path(&c.VarlinkSocket),

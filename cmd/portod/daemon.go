@@ -120,6 +120,7 @@ func runMaster(args []string) int {
 		WorkerArgs: []string{"--config", f.config},
 		Takeover:   f.takeover,
 		Log:        log.With("proc", "master"),
+		StagePool:  cfg.StagePool,
 	})
 	if err != nil {
 		return fatalf("%v", err)

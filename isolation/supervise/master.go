@@ -43,6 +43,10 @@ type MasterOptions struct {
 	Log *slog.Logger
 	// Launch replaces isolation.Launch (tests). Default: isolation.Launch.
 	Launch LaunchFunc
+	// StagePool is how many warm isolation stages the master keeps ready
+	// for each set of clone flags in recent use (see pool.go); 0 keeps
+	// none and every spawn starts its stage cold.
+	StagePool int
 }
 
 // RestartResetEnv names an environment variable, for tests, that
@@ -70,6 +74,7 @@ const (
 	evDown                  // the worker's socket is gone
 	evPaused                // the reader stopped for an upgrade
 	evSpawned               // a launch finished
+	evWarm                  // a warm stage launch finished
 )
 
 type event struct {
@@ -81,6 +86,10 @@ type event struct {
 	seq   uint64
 	id    uint64
 	pid   int
+	// evWarm
+	flags    uintptr
+	ctl      *os.File
+	mountGen uint64
 }
 
 type worker struct {
@@ -112,6 +121,8 @@ type master struct {
 	gen     int
 	reqs    map[uint64]spawnReq // by tracker sequence number
 	backoff time.Duration
+	pool    *stagePool   // nil: no warm stages
+	own     map[int]bool // warm stages not handed out: their exits are ours
 
 	restart   *time.Timer
 	stopping  bool
@@ -125,8 +136,9 @@ type takeoverState struct {
 	FD        int      `json:"fd"`         // master end of the socket, -1 if none
 	WorkerPid int      `json:"worker_pid"` // 0 if none
 	Gen       int      `json:"gen"`
-	Unsent    [][]byte `json:"unsent,omitempty"` // datagrams not yet written
-	Lost      []uint64 `json:"lost,omitempty"`   // spawn ids still in flight
+	Unsent    [][]byte `json:"unsent,omitempty"`  // datagrams not yet written
+	Lost      []uint64 `json:"lost,omitempty"`    // spawn ids still in flight
+	Discard   []int    `json:"discard,omitempty"` // warm stages to reap silently
 }
 
 // RunMaster runs the supervisor master until SIGTERM or SIGINT (then it
@@ -141,6 +153,7 @@ func RunMaster(opts MasterOptions) error {
 		events:  make(chan event, 256),
 		reqs:    make(map[uint64]spawnReq),
 		backoff: restartMin,
+		own:     make(map[int]bool),
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -178,6 +191,13 @@ func RunMaster(opts MasterOptions) error {
 	defer signal.Stop(term)
 	defer signal.Stop(hup)
 
+	if opts.StagePool > 0 {
+		p, err := newStagePool(opts.StagePool)
+		if err != nil {
+			m.log.Warn("supervisor: no warm isolation stages", "err", err)
+		}
+		m.pool = p
+	}
 	if opts.Takeover != "" {
 		if err := m.adopt(opts.Takeover); err != nil {
 			m.log.Error("supervisor: takeover failed, starting a new worker", "err", err)
@@ -273,9 +293,7 @@ func (m *master) startWorker() {
 	}
 	m.log.Info("supervisor: worker started", "pid", w.pid, "gen", w.gen)
 	m.attach(w)
-	for _, e := range m.t.unacked() {
-		m.sendExit(e)
-	}
+	m.deliver(m.t.unacked())
 }
 
 func (m *master) spawnWorker() (*worker, error) {
@@ -407,9 +425,9 @@ func (m *master) handle(ev event) {
 			r.Errno = int(errnoOf(ev.err))
 		}
 		m.reply(ev.gen, r)
-		for _, e := range released {
-			m.sendExit(e)
-		}
+		m.deliver(released)
+	case evWarm:
+		m.warmLaunched(ev)
 	}
 }
 
@@ -435,9 +453,17 @@ func (m *master) handleMsg(ev event) {
 			m.reply(ev.gen, &message{Op: opSpawned, ID: ev.msg.ID, Error: err.Error()})
 			return
 		}
+		spec := *ev.msg.Spec
+		if pid := m.takeWarm(spec, files); pid > 0 {
+			closeFiles(files)
+			m.reply(ev.gen, &message{Op: opSpawned, ID: ev.msg.ID, Pid: pid})
+			m.want(spec, files)
+			return
+		}
+		m.want(spec, files) // before doSpawn closes them
 		seq := m.t.beginSpawn()
 		m.reqs[seq] = spawnReq{gen: ev.gen, id: ev.msg.ID}
-		go m.doSpawn(seq, ev.gen, ev.msg.ID, *ev.msg.Spec, files)
+		go m.doSpawn(seq, ev.gen, ev.msg.ID, spec, files)
 	default:
 		closeFiles(ev.files)
 		m.log.Warn("supervisor: unknown message from worker", "op", ev.msg.Op)
@@ -502,9 +528,7 @@ func (m *master) scan() {
 	case specialGone:
 		m.workerDied(0, false)
 	}
-	for _, e := range released {
-		m.sendExit(e)
-	}
+	m.deliver(released)
 }
 
 func (m *master) workerDied(status int, zombie bool) {
@@ -564,6 +588,7 @@ func (m *master) beginStop(s os.Signal) {
 	m.log.Info("supervisor: stopping", "signal", s)
 	m.stopping = true
 	m.stopAt = time.Now().Add(stopTimeout)
+	m.drainPool()
 	if m.restart != nil {
 		m.restart.Stop()
 		m.restart = nil
@@ -607,10 +632,14 @@ func (m *master) tryUpgrade() {
 	if w != nil && w.up && !w.paused {
 		return // the reader has not stopped yet
 	}
-	if len(m.reqs) > 0 && time.Since(m.upgradeAt) < upgradeTimeout {
+	if (len(m.reqs) > 0 || (m.pool != nil && m.pool.inflight() > 0)) && time.Since(m.upgradeAt) < upgradeTimeout {
 		return // spawns in flight
 	}
+	m.drainPool()
 	st := takeoverState{FD: -1, Gen: m.gen}
+	for pid := range m.own {
+		st.Discard = append(st.Discard, pid)
+	}
 	if w != nil {
 		st.WorkerPid = w.pid
 		if w.up {
@@ -658,6 +687,9 @@ func (m *master) adopt(token string) error {
 		return fmt.Errorf("takeover token: %w", err)
 	}
 	m.gen = st.Gen
+	for _, pid := range st.Discard {
+		m.own[pid] = true
+	}
 	if st.WorkerPid <= 0 {
 		if st.FD >= 0 {
 			unix.Close(st.FD)

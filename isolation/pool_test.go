@@ -1,0 +1,114 @@
+package isolation_test
+
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/porto-dev/porto/isolation"
+)
+
+// warmMode makes launch start a warm stage and hand it the files, instead
+// of launching a stage with them.
+var warmMode bool
+
+// TestWarmStage runs the stage tests again through a warm stage: after
+// Hand, a warm stage must behave exactly like a cold one.
+func TestWarmStage(t *testing.T) {
+	warmMode = true
+	defer func() { warmMode = false }()
+	for name, f := range map[string]func(*testing.T){
+		"IsolatedCommandIsPid1": TestIsolatedCommandIsPid1,
+		"MissingCommand":        TestMissingCommand,
+		"CwdEnv":                TestCwdEnv,
+		"Credentials":           TestCredentials,
+		"Rlimits":               TestRlimits,
+		"Hostname":              TestHostname,
+		"Root":                  TestRoot,
+		"Binds":                 TestBinds,
+		"Init":                  TestInit,
+		"InitAsUser":            TestInitAsUser,
+		"CgroupProcs":           TestCgroupProcs,
+		"ExecReplacesStage":     TestExecReplacesStage,
+	} {
+		t.Run(name, f)
+	}
+}
+
+// A warm stage that is never used exits 0 as soon as its socket closes.
+func TestWarmStageUnused(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, ctl, err := isolation.LaunchWarm(self, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.Close()
+	if st := wait(t, pid); !st.Exited() || st.ExitStatus() != 0 {
+		t.Errorf("unused warm stage: status %#x, want exit 0", st)
+	}
+}
+
+// Hand refuses a file list a stage cannot use, and the stage then exits.
+func TestWarmStageBadHand(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, ctl, err := isolation.LaunchWarm(self, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(os.DevNull)
+	defer f.Close()
+	if err := isolation.Hand(ctl, []*os.File{f, f, nil, f}); err == nil {
+		t.Error("Hand with a missing file succeeded")
+	}
+	if st := wait(t, pid); !st.Exited() || st.ExitStatus() != 0 {
+		t.Errorf("warm stage after a refused hand: status %#x, want exit 0", st)
+	}
+	// A stage that is gone makes Hand fail.
+	pid, ctl, err = isolation.LaunchWarm(self, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	wait(t, pid)
+	if err := isolation.Hand(ctl, []*os.File{f, f, f, f}); err == nil {
+		t.Error("Hand to a dead stage succeeded")
+	}
+}
+
+// WatchMounts sees a mount and an unmount in the caller's namespace, and
+// nothing otherwise.
+func TestWatchMounts(t *testing.T) {
+	requireRoot(t)
+	w, err := isolation.WatchMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w.Changed() {
+		t.Error("Changed without a mount")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatal(err)
+	}
+	mounted := w.Changed()
+	if err := unix.Unmount(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !mounted {
+		t.Error("a mount was not seen")
+	}
+	if !w.Changed() {
+		t.Error("an unmount was not seen")
+	}
+	if w.Changed() {
+		t.Error("a change was reported twice")
+	}
+}
