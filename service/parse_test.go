@@ -85,13 +85,13 @@ func TestConfig(t *testing.T) {
 	if err != nil || c.StateDir != "/tmp/x" || c.StopTimeout != 5*time.Second || c.MaxContainers != 10 || c.Place != "/place/porto" {
 		t.Fatalf("%+v %v", c, err)
 	}
-	for _, bad := range []string{"bogus = 1", "state_dir = rel", "stop_timeout = soon", "max_containers = 0", "noequals", "cgroup_driver = docker", "cgroup_root = a/b", "a=1\na=2", "state_dir=/a\nstate_dir=/b"} {
+	for _, bad := range []string{"bogus = 1", "state_dir = rel", "stop_timeout = soon", "max_containers = 0", "noequals", "cgroup_driver = docker", "cgroup_root = a/b", "a=1\na=2", "state_dir=/a\nstate_dir=/b", "stage_pool = 9", "stage_pool = -1", "stage_pool = x"} {
 		_, err := ParseConfig(strings.NewReader(bad), "t")
 		if api.CodeOf(err) != api.InvalidValue || !strings.Contains(err.Error(), "t:") {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	if len(ConfigKeys()) != 15 {
+	if len(ConfigKeys()) != 16 {
 		t.Errorf("keys %v", ConfigKeys())
 	}
 }
