@@ -79,8 +79,13 @@ type Server struct {
 	unsubscribe func()
 	sigs        chan *dbus.Signal
 
-	objMu sync.Mutex
-	objs  map[string]*containerObject // name -> exported object
+	// objMu serialises the changes to container objects (events, resync,
+	// Close); propMu guards props against the call handlers.
+	objMu   sync.Mutex
+	propMu  sync.RWMutex
+	props   map[string]containerProps // name -> its object's properties
+	subtree bool                      // the container subtree handlers are exported
+	owners  map[string]string         // interned owner names
 }
 
 // New makes a Server for m. Call Export, then (once state is restored)
@@ -116,7 +121,8 @@ func newServer(b backend, opts Options) *Server {
 		cancel:   cancel,
 		peers:    make(map[string]identity),
 		inflight: make(map[string]map[uint64]context.CancelFunc),
-		objs:     make(map[string]*containerObject),
+		props:    make(map[string]containerProps),
+		owners:   make(map[string]string),
 	}
 }
 
@@ -134,8 +140,8 @@ func ConnectSystemBus() (*dbus.Conn, error) {
 	return conn, nil
 }
 
-// Export publishes the manager object and one object per existing
-// container on conn, and starts following the service's events (Serve
+// Export publishes the manager object and the objects of the existing
+// containers on conn, and starts following the service's events (Serve
 // applies them). Calls are served from now on by whoever can reach the
 // connection's unique name; the well-known name comes with RequestName.
 func (s *Server) Export(conn *dbus.Conn) error {
@@ -293,10 +299,10 @@ func (s *Server) Close() error {
 	_ = conn.Export(nil, api.ManagerPath, api.ManagerInterface)
 	_ = conn.Export(nil, api.ManagerPath, introspectableInterface)
 	s.objMu.Lock()
-	for name, o := range s.objs {
-		o.unexport()
-		delete(s.objs, name)
-	}
+	s.propMu.Lock()
+	clear(s.props)
+	_ = s.exportSubtree(false)
+	s.propMu.Unlock()
 	s.objMu.Unlock()
 	if s.sigs != nil {
 		// godbus closes the channel itself if the connection is closed.

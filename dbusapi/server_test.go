@@ -575,9 +575,10 @@ func TestIntrospection(t *testing.T) {
 }
 
 func (s *Server) hasObject(name string) bool {
-	s.objMu.Lock()
-	defer s.objMu.Unlock()
-	return s.objs[name] != nil
+	s.propMu.RLock()
+	defer s.propMu.RUnlock()
+	_, ok := s.props[name]
+	return ok
 }
 
 func waitFor(t *testing.T, cond func() bool) {
