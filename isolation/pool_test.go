@@ -2,6 +2,7 @@ package isolation_test
 
 import (
 	"os"
+	"time"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -111,4 +112,59 @@ func TestWatchMounts(t *testing.T) {
 	if w.Changed() {
 		t.Error("a change was reported twice")
 	}
+}
+
+// BenchmarkWarmStage times what a start pays with a warm stage: Hand,
+// Release, the stage's setup up to the exec of true (WaitExec), and the
+// exit of true. The launch of the warm stage is not timed.
+func BenchmarkWarmStage(b *testing.B) {
+	if os.Getenv("PORTO_ROOT_TESTS") != "1" || os.Geteuid() != 0 {
+		b.Skip("needs root and PORTO_ROOT_TESTS=1")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer null.Close()
+	cfg := isolation.Config{Argv: []string{"true"}, Env: []string{testPath}, Isolate: true}
+	flags := isolation.CloneFlags(&cfg)
+	var execD, exitD time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		pid, ctl, err := isolation.LaunchWarm(self, flags)
+		if err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // let it settle, as in the pool
+		parent, child, err := isolation.SyncPair()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := isolation.Hand(ctl, []*os.File{null, null, null, child}); err != nil {
+			b.Fatal(err)
+		}
+		child.Close()
+		if err := isolation.Release(parent, &cfg); err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if _, err := isolation.WaitExec(parent); err != nil {
+			b.Fatal(err)
+		}
+		execD += time.Since(t0)
+		parent.Close()
+		t1 := time.Now()
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+		exitD += time.Since(t1)
+	}
+	b.ReportMetric(float64(execD.Microseconds())/float64(b.N), "us-to-exec")
+	b.ReportMetric(float64(exitD.Microseconds())/float64(b.N), "us-exec-to-exit")
 }
