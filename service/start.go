@@ -169,12 +169,17 @@ func (m *Manager) doStart(ctx context.Context, c *Container) error {
 	if err != nil {
 		return err
 	}
-	if err := m.cg.Create(c.name); err != nil {
-		return api.Wrap(api.Unknown, err, "cgroups: "+err.Error())
-	}
-	if err := m.applyLimits(c); err != nil {
-		m.removeCgroups(c)
-		return err
+	// The cgroups are made while the std files are opened and the stage is
+	// spawned (startProcess waits for them before it attaches the stage).
+	cgDone := make(chan error, 1)
+	go func() { cgDone <- m.prepareCgroups(c) }()
+	var cgErr error
+	cgWaited := false
+	cgroups := func() error {
+		if !cgWaited {
+			cgErr, cgWaited = <-cgDone, true
+		}
+		return cgErr
 	}
 	c.mu.Lock()
 	c.rec.StartErrno = 0
@@ -186,13 +191,20 @@ func (m *Manager) doStart(ctx context.Context, c *Container) error {
 	c.mu.Unlock()
 
 	if !p.process {
+		if err := cgroups(); err != nil {
+			return err
+		}
 		m.setState(c, api.StateMeta)
 		return nil
 	}
-	err = m.startProcess(c, p)
+	err = m.startProcess(c, p, cgroups)
 	if err != nil {
+		if cerr := cgroups(); cerr != nil {
+			err = cerr // a limit the kernel refused says more than what followed
+		} else {
+			m.removeCgroups(c)
+		}
 		m.cleanupRun(c)
-		m.removeCgroups(c)
 		c.mu.Lock()
 		c.rec.State = api.StateStopped
 		c.rec.RootPid = 0
@@ -209,7 +221,22 @@ func (m *Manager) doStart(ctx context.Context, c *Container) error {
 	return nil
 }
 
-func (m *Manager) startProcess(c *Container, p *runPlan) error {
+// prepareCgroups creates c's cgroups and applies its limits; on failure
+// nothing is left.
+func (m *Manager) prepareCgroups(c *Container) error {
+	if err := m.cg.Create(c.name); err != nil {
+		return api.Wrap(api.Unknown, err, "cgroups: "+err.Error())
+	}
+	if err := m.applyLimits(c); err != nil {
+		m.removeCgroups(c)
+		return err
+	}
+	return nil
+}
+
+// startProcess spawns the stage and starts the command. cgroups waits for
+// the container's cgroups (made concurrently) and says whether they exist.
+func (m *Manager) startProcess(c *Container, p *runPlan, cgroups func() error) error {
 	files, err := m.openStd(c, p)
 	defer closeAll(files)
 	if err != nil {
@@ -259,6 +286,9 @@ func (m *Manager) startProcess(c *Container, p *runPlan) error {
 			return api.Errorf(api.InvalidState, "the parent container's process exited during the start of %s", c.name)
 		}
 		return e
+	}
+	if err := cgroups(); err != nil {
+		return fail(err)
 	}
 	if err := m.cg.Attach(c.name, pid); err != nil {
 		return fail(api.Wrap(api.Unknown, err, "cgroups: "+err.Error()))
