@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/porto-dev/porto/api"
 	"github.com/spf13/pflag"
@@ -340,47 +341,95 @@ var cmdList = &command{
 					names = append(names, n)
 				}
 			}
+			// The listing is built in memory and written at once: one
+			// write, not one per container.
+			var out []byte
 			if *namesOnly {
 				for _, n := range names {
-					fmt.Fprintln(x.Stdout, n)
+					out = append(append(out, n...), '\n')
 				}
+				x.Stdout.Write(out)
 				return ExitOK
 			}
 			if len(names) == 0 {
 				return ExitOK
 			}
-			res, err := c.Get(x.ctx(), names, []string{"state", "time"})
+			keys := []string{"state", "time"}
+			res, err := c.Get(x.ctx(), names, keys)
 			if err != nil {
 				return x.fail("list containers", err)
 			}
-			cells := index(res)
+			cells := cellIndex{res: res, keys: keys}
 			nameLen := fieldWidth(names, 0)
 			const stateLen, timeLen = 9, 12
-			for _, n := range names {
-				state := cells[cell{n, "state"}]
+			out = make([]byte, 0, len(names)*(nameLen+stateLen+timeLen+1))
+			for i, n := range names {
+				state := cells.get(i, n, 0)
 				if state.Err != nil && state.Err.Code == api.ContainerDoesNotExist {
 					continue // destroyed meanwhile
 				}
-				line := fmt.Sprintf("%-*s", nameLen, n)
+				out = padRight(out, n, nameLen)
 				switch {
 				case state.Err != nil && state.Err.Code == api.Busy:
-					line += fmt.Sprintf("%*s", stateLen, "busy")
+					out = padLeft(out, "busy", stateLen)
 				case state.Err != nil:
-					line += fmt.Sprintf("%*s", stateLen, state.Err.Message())
+					out = padLeft(out, state.Err.Message(), stateLen)
 				default:
-					line += fmt.Sprintf("%*s", stateLen, state.Value)
+					out = padLeft(out, state.Value, stateLen)
 				}
 				switch api.State(state.Value) {
 				case api.StateRunning, api.StateMeta, api.StateDead:
-					if t := cells[cell{n, "time"}]; t.Err == nil && t.Value != "" {
-						line += fmt.Sprintf("%*s", timeLen, HumanValue("time", t.Value))
+					if t := cells.get(i, n, 1); t.Err == nil && t.Value != "" {
+						out = padLeft(out, HumanValue("time", t.Value), timeLen)
 					}
 				}
-				fmt.Fprintln(x.Stdout, line)
+				out = append(out, '\n')
 			}
+			x.Stdout.Write(out)
 			return ExitOK
 		}
 	},
+}
+
+// cellIndex finds the cell of a container and key in the result of a Get
+// of names x keys. portod answers in that order, so the cell is first
+// looked for where it should be; a map is built only if it is not there.
+type cellIndex struct {
+	res  []api.GetResult
+	keys []string
+	m    map[cell]api.GetResult
+}
+
+// get returns the cell of key keys[k] of name, the i-th name asked for
+// (a zero GetResult if there is none).
+func (ci *cellIndex) get(i int, name string, k int) api.GetResult {
+	key := ci.keys[k]
+	if j := i*len(ci.keys) + k; j < len(ci.res) && ci.res[j].Container == name && ci.res[j].Key == key {
+		return ci.res[j]
+	}
+	if ci.m == nil {
+		ci.m = index(ci.res)
+	}
+	return ci.m[cell{name, key}]
+}
+
+// padRight appends s left-aligned in a field of width runes, as
+// fmt's "%-*s" does.
+func padRight(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+// padLeft appends s right-aligned in a field of width runes, as fmt's
+// "%*s" does.
+func padLeft(b []byte, s string, width int) []byte {
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return append(b, s...)
 }
 
 type cell struct{ container, key string }

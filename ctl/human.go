@@ -92,10 +92,22 @@ func humanSeconds(value string) string {
 	}
 	h, m := s/3600, s/60%60
 	s %= 60
+	// "%02d:%02d:%02d" (hours) or "%02d:%02d", without fmt: list formats
+	// one per running container.
+	b := make([]byte, 0, 24)
 	if h > 0 {
-		return fmt.Sprintf("%02d:%02d:%02d", h, m, s)
+		b = append(twoDigits(b, h), ':')
 	}
-	return fmt.Sprintf("%02d:%02d", m, s)
+	b = append(twoDigits(b, m), ':')
+	return string(twoDigits(b, s))
+}
+
+// twoDigits appends n as "%02d" does.
+func twoDigits(b []byte, n uint64) []byte {
+	if n < 10 {
+		b = append(b, '0')
+	}
+	return strconv.AppendUint(b, n, 10)
 }
 
 // listingValue is a value as "get NAME" (every key) prints it: humanized,

@@ -1,6 +1,11 @@
 package ctl
 
-import "testing"
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"testing"
+)
 
 func TestHumanValue(t *testing.T) {
 	for _, tc := range []struct{ key, raw, want string }{
@@ -114,4 +119,18 @@ func join(s []string) string {
 		out += x
 	}
 	return out
+}
+
+// humanSeconds is fmt's "%02d:%02d[:%02d]" without fmt.
+func TestHumanSecondsFormat(t *testing.T) {
+	for _, s := range []uint64{0, 5, 59, 60, 61, 599, 3599, 3600, 3661, 36000, 359999, 360000, 1 << 40, math.MaxUint64} {
+		h, m, sec := s/3600, s/60%60, s%60
+		want := fmt.Sprintf("%02d:%02d", m, sec)
+		if h > 0 {
+			want = fmt.Sprintf("%02d:%02d:%02d", h, m, sec)
+		}
+		if got := humanSeconds(strconv.FormatUint(s, 10)); got != want {
+			t.Errorf("humanSeconds(%d) = %q, want %q", s, got, want)
+		}
+	}
 }

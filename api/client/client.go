@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -192,16 +191,13 @@ func (c *Client) do(ctx context.Context, method string, args []any, rets ...any)
 	return nil
 }
 
-// vlName are the parameters of a method taking one container name.
-type vlName struct {
-	Name        string `json:"name"`
-	Interactive bool   `json:"interactive,omitempty"`
-}
-
 // nameCall calls a method that takes one container name.
 func (c *Client) nameCall(ctx context.Context, method, name string) error {
 	if c.vl != nil {
-		return c.vl.call(ctx, method, vlName{name, c.interactive}, nil)
+		return c.vl.call(ctx, method, func(w *jwriter) {
+			w.str("name", name)
+			w.flag("interactive", c.interactive)
+		}, nil)
 	}
 	return c.do(ctx, method, []any{name})
 }
@@ -224,11 +220,11 @@ func (c *Client) Start(ctx context.Context, name string) error {
 // Stop stops a container; timeout < 0 means the daemon's default.
 func (c *Client) Stop(ctx context.Context, name string, timeout time.Duration) error {
 	if c.vl != nil {
-		return c.vl.call(ctx, api.MethodStop, struct {
-			Name        string `json:"name"`
-			TimeoutMs   int32  `json:"timeout_ms"`
-			Interactive bool   `json:"interactive,omitempty"`
-		}{name, durationMs(timeout), c.interactive}, nil)
+		return c.vl.call(ctx, api.MethodStop, func(w *jwriter) {
+			w.str("name", name)
+			w.int("timeout_ms", int64(durationMs(timeout)))
+			w.flag("interactive", c.interactive)
+		}, nil)
 	}
 	return c.do(ctx, api.MethodStop, []any{name, durationMs(timeout)})
 }
@@ -239,11 +235,11 @@ func (c *Client) Kill(ctx context.Context, name string, sig int) error {
 		return api.Errorf(api.InvalidValue, "invalid signal %d", sig)
 	}
 	if c.vl != nil {
-		return c.vl.call(ctx, api.MethodKill, struct {
-			Name        string `json:"name"`
-			Signal      int32  `json:"signal"`
-			Interactive bool   `json:"interactive,omitempty"`
-		}{name, int32(sig), c.interactive}, nil)
+		return c.vl.call(ctx, api.MethodKill, func(w *jwriter) {
+			w.str("name", name)
+			w.int("signal", int64(sig))
+			w.flag("interactive", c.interactive)
+		}, nil)
 	}
 	return c.do(ctx, api.MethodKill, []any{name, int32(sig)})
 }
@@ -263,15 +259,12 @@ func (c *Client) Resume(ctx context.Context, name string) error {
 func (c *Client) Wait(ctx context.Context, names []string, timeout time.Duration) (string, error) {
 	var got string
 	if c.vl != nil {
-		var out struct {
-			Name string `json:"name"`
-		}
-		err := c.vl.call(ctx, api.MethodWait, struct {
-			Names       []string `json:"names"`
-			TimeoutMs   int32    `json:"timeout_ms"`
-			Interactive bool     `json:"interactive,omitempty"`
-		}{nonNil(names), durationMs(timeout), c.interactive}, &out)
-		return out.Name, err
+		err := c.vl.call(ctx, api.MethodWait, func(w *jwriter) {
+			w.strs("names", names)
+			w.int("timeout_ms", int64(durationMs(timeout)))
+			w.flag("interactive", c.interactive)
+		}, oneString("name", &got))
+		return got, err
 	}
 	err := c.do(ctx, api.MethodWait, []any{nonNil(names), durationMs(timeout)}, &got)
 	return got, err
@@ -281,13 +274,18 @@ func (c *Client) Wait(ctx context.Context, names []string, timeout time.Duration
 func (c *Client) List(ctx context.Context) ([]string, error) {
 	var names []string
 	if c.vl != nil {
-		var out struct {
-			Names []string `json:"names"`
-		}
-		err := c.vl.call(ctx, api.MethodList, struct {
-			Interactive bool `json:"interactive,omitempty"`
-		}{c.interactive}, &out)
-		return out.Names, err
+		err := c.vl.call(ctx, api.MethodList, func(w *jwriter) {
+			w.flag("interactive", c.interactive)
+		}, func(r *jreader) {
+			r.object(func(key []byte) {
+				if string(key) == "names" {
+					names = r.strings()
+				} else {
+					r.skip()
+				}
+			})
+		})
+		return names, err
 	}
 	err := c.do(ctx, api.MethodList, nil, &names)
 	return names, err
@@ -296,39 +294,68 @@ func (c *Client) List(ctx context.Context) ([]string, error) {
 // Get reads several keys of several containers in one call; each cell
 // carries its own error.
 func (c *Client) Get(ctx context.Context, names, keys []string) ([]api.GetResult, error) {
-	type cell struct {
-		Container string `json:"container"`
-		Key       string `json:"key"`
-		Value     string `json:"value"`
-		Error     string `json:"error"`
-		Message   string `json:"message"`
-	}
-	var cells []cell
 	if c.vl != nil {
-		var out struct {
-			Values []cell `json:"values"`
-		}
-		if err := c.vl.call(ctx, api.MethodGet, struct {
-			Names       []string `json:"names"`
-			Keys        []string `json:"keys"`
-			Interactive bool     `json:"interactive,omitempty"`
-		}{nonNil(names), nonNil(keys), c.interactive}, &out); err != nil {
-			return nil, err
-		}
-		cells = out.Values
-	} else if err := c.do(ctx, api.MethodGet, []any{nonNil(names), nonNil(keys)}, &cells); err != nil {
+		return c.vlGet(ctx, names, keys)
+	}
+	var cells []struct {
+		Container, Key, Value, Error, Message string
+	}
+	if err := c.do(ctx, api.MethodGet, []any{nonNil(names), nonNil(keys)}, &cells); err != nil {
 		return nil, err
 	}
 	out := make([]api.GetResult, len(cells))
 	for i, cl := range cells {
 		out[i] = api.GetResult{Container: cl.Container, Key: cl.Key, Value: cl.Value}
-		switch {
-		case cl.Error == "":
-		case c.vl != nil:
-			out[i].Err = varlinkError(cl.Error, mustJSON(map[string]string{"message": cl.Message}))
-		default:
+		if cl.Error != "" {
 			out[i].Err = toAPIError(dbus.Error{Name: cl.Error, Body: []any{cl.Message}})
 		}
+	}
+	return out, nil
+}
+
+// vlGet is Get over Varlink: the cells are decoded straight into the
+// results, {"values":[{"container":C,"key":K,"value":V,"error":E,"message":M}...]}.
+func (c *Client) vlGet(ctx context.Context, names, keys []string) ([]api.GetResult, error) {
+	out := make([]api.GetResult, 0, len(names)*len(keys))
+	var cts, words interner
+	err := c.vl.call(ctx, api.MethodGet, func(w *jwriter) {
+		w.strs("names", names)
+		w.strs("keys", keys)
+		w.flag("interactive", c.interactive)
+	}, func(r *jreader) {
+		r.object(func(key []byte) {
+			if string(key) != "values" {
+				r.skip()
+				return
+			}
+			r.array(func() {
+				var res api.GetResult
+				var errName, msg string
+				r.object(func(key []byte) {
+					switch string(key) {
+					case "container":
+						res.Container = cts.str(r)
+					case "key":
+						res.Key = words.str(r)
+					case "value":
+						res.Value = words.str(r)
+					case "error":
+						errName = words.str(r)
+					case "message":
+						msg = words.str(r)
+					default:
+						r.skip()
+					}
+				})
+				if errName != "" {
+					res.Err = varlinkErrorMsg(errName, msg, "")
+				}
+				out = append(out, res)
+			})
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -337,15 +364,12 @@ func (c *Client) Get(ctx context.Context, names, keys []string) ([]api.GetResult
 func (c *Client) GetProperty(ctx context.Context, name, key string) (string, error) {
 	var v string
 	if c.vl != nil {
-		var out struct {
-			Value string `json:"value"`
-		}
-		err := c.vl.call(ctx, api.MethodGetProperty, struct {
-			Name        string `json:"name"`
-			Key         string `json:"key"`
-			Interactive bool   `json:"interactive,omitempty"`
-		}{name, key, c.interactive}, &out)
-		return out.Value, err
+		err := c.vl.call(ctx, api.MethodGetProperty, func(w *jwriter) {
+			w.str("name", name)
+			w.str("key", key)
+			w.flag("interactive", c.interactive)
+		}, oneString("value", &v))
+		return v, err
 	}
 	err := c.do(ctx, api.MethodGetProperty, []any{name, key}, &v)
 	return v, err
@@ -354,12 +378,12 @@ func (c *Client) GetProperty(ctx context.Context, name, key string) (string, err
 // SetProperty sets one property.
 func (c *Client) SetProperty(ctx context.Context, name, key, value string) error {
 	if c.vl != nil {
-		return c.vl.call(ctx, api.MethodSetProperty, struct {
-			Name        string `json:"name"`
-			Key         string `json:"key"`
-			Value       string `json:"value"`
-			Interactive bool   `json:"interactive,omitempty"`
-		}{name, key, value, c.interactive}, nil)
+		return c.vl.call(ctx, api.MethodSetProperty, func(w *jwriter) {
+			w.str("name", name)
+			w.str("key", key)
+			w.str("value", value)
+			w.flag("interactive", c.interactive)
+		}, nil)
 	}
 	return c.do(ctx, api.MethodSetProperty, []any{name, key, value})
 }
@@ -367,20 +391,40 @@ func (c *Client) SetProperty(ctx context.Context, name, key, value string) error
 // ListProperties describes every property and datum.
 func (c *Client) ListProperties(ctx context.Context) ([]api.PropertyInfo, error) {
 	type prop struct {
-		Name        string `json:"name"`
-		Description string `json:"description"`
-		ReadOnly    bool   `json:"read_only"`
-		Dynamic     bool   `json:"dynamic"`
+		Name, Description string
+		ReadOnly, Dynamic bool
 	}
 	var ps []prop
 	if c.vl != nil {
-		var out struct {
-			Properties []prop `json:"properties"`
-		}
-		if err := c.vl.call(ctx, api.MethodListProperties, struct{}{}, &out); err != nil {
+		err := c.vl.call(ctx, api.MethodListProperties, nil, func(r *jreader) {
+			r.object(func(key []byte) {
+				if string(key) != "properties" {
+					r.skip()
+					return
+				}
+				r.array(func() {
+					var p prop
+					r.object(func(key []byte) {
+						switch string(key) {
+						case "name":
+							p.Name = r.str()
+						case "description":
+							p.Description = r.str()
+						case "read_only":
+							p.ReadOnly = r.boolean()
+						case "dynamic":
+							p.Dynamic = r.boolean()
+						default:
+							r.skip()
+						}
+					})
+					ps = append(ps, p)
+				})
+			})
+		})
+		if err != nil {
 			return nil, err
 		}
-		ps = out.Properties
 	} else {
 		var dps []struct {
 			Name, Description string
@@ -404,19 +448,24 @@ func (c *Client) ListProperties(ctx context.Context) ([]api.PropertyInfo, error)
 func (c *Client) Version(ctx context.Context) (string, error) {
 	var v string
 	if c.vl != nil {
-		var out struct {
-			Version string `json:"version"`
-		}
-		err := c.vl.call(ctx, api.MethodVersion, struct{}{}, &out)
-		return out.Version, err
+		err := c.vl.call(ctx, api.MethodVersion, nil, oneString("version", &v))
+		return v, err
 	}
 	err := c.do(ctx, api.MethodVersion, nil, &v)
 	return v, err
 }
 
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
+// oneString decodes parameters {"key": "value"} into *v.
+func oneString(key string, v *string) func(*jreader) {
+	return func(r *jreader) {
+		r.object(func(k []byte) {
+			if string(k) == key {
+				*v = r.str()
+			} else {
+				r.skip()
+			}
+		})
+	}
 }
 
 // StateChange is one StateChanged signal.

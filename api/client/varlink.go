@@ -1,10 +1,8 @@
 package client
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,8 +47,11 @@ type varlinkTransport struct {
 
 type vlConn struct {
 	nc  *net.UnixConn
-	r   *bufio.Reader
-	buf bytes.Buffer
+	buf []byte // the call being sent
+	// in holds what was read: in[off:] is not consumed yet. It grows to
+	// the largest reply, so that one is read in few large reads.
+	in  []byte
+	off int
 }
 
 func dialVarlink(ctx context.Context, path string) (*vlConn, error) {
@@ -59,7 +60,7 @@ func dialVarlink(ctx context.Context, path string) (*vlConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &vlConn{nc: nc.(*net.UnixConn), r: bufio.NewReaderSize(nc, 16<<10)}, nil
+	return &vlConn{nc: nc.(*net.UnixConn)}, nil
 }
 
 // newVarlinkTransport connects once, so that an unreachable socket is
@@ -119,23 +120,9 @@ func varlinkDialError(path string, err error) *api.Error {
 	return &api.Error{Code: api.Unknown, Msg: "cannot connect to porto at " + path + ": " + err.Error(), Err: err}
 }
 
-// vlCall is a Varlink method call.
-type vlCall struct {
-	Method     string `json:"method"`
-	Parameters any    `json:"parameters,omitempty"`
-	More       bool   `json:"more,omitempty"`
-}
-
-// vlReply is a Varlink reply.
-type vlReply struct {
-	Parameters json.RawMessage `json:"parameters"`
-	Continues  bool            `json:"continues"`
-	Error      string          `json:"error"`
-}
-
-// call runs method with params and decodes the reply's parameters into
-// out (if not nil).
-func (t *varlinkTransport) call(ctx context.Context, method string, params, out any) error {
+// call runs method with the parameters params writes (nil: none) and
+// lets dec (if not nil) read the reply's parameters.
+func (t *varlinkTransport) call(ctx context.Context, method string, params func(*jwriter), dec func(*jreader)) error {
 	if err := ctx.Err(); err != nil {
 		return toAPIError(err)
 	}
@@ -154,7 +141,7 @@ func (t *varlinkTransport) call(ctx context.Context, method string, params, out 
 		vc.nc.Close()
 		return transportError(ctx, err)
 	}
-	rep, err := vc.recv()
+	rep, err := vc.recv(dec)
 	if !stop() || err != nil {
 		vc.nc.Close()
 		if err == nil {
@@ -163,71 +150,168 @@ func (t *varlinkTransport) call(ctx context.Context, method string, params, out 
 		return transportError(ctx, err)
 	}
 	t.put(vc)
-	return rep.decode(out)
+	if rep.err != nil {
+		return rep.err
+	}
+	return nil
 }
 
-func (vc *vlConn) send(method string, params any, more bool) error {
-	vc.buf.Reset()
-	enc := json.NewEncoder(&vc.buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(vlCall{Method: VarlinkInterface + "." + method, Parameters: params, More: more}); err != nil {
-		return err
+// send writes one call, {"method":...,"parameters":{...}[,"more":true]},
+// and its NUL terminator.
+func (vc *vlConn) send(method string, params func(*jwriter), more bool) error {
+	w := jwriter{b: append(vc.buf[:0], '{')}
+	w.str("method", VarlinkInterface+"."+method)
+	w.key("parameters")
+	pw := jwriter{b: append(w.b, '{')}
+	if params != nil {
+		params(&pw)
 	}
-	b := vc.buf.Bytes()
-	b[len(b)-1] = 0 // the terminator instead of Encode's newline
-	_, err := vc.nc.Write(b)
+	w.b = append(pw.b, '}')
+	if more {
+		w.b = append(w.b, `,"more":true`...)
+	}
+	w.b = append(w.b, '}', 0)
+	vc.buf = w.b
+	_, err := vc.nc.Write(w.b)
 	return err
 }
 
-func (vc *vlConn) recv() (*vlReply, error) {
-	line, err := vc.r.ReadSlice(0)
-	if errors.Is(err, bufio.ErrBufferFull) {
-		acc := append([]byte(nil), line...)
-		for errors.Is(err, bufio.ErrBufferFull) {
-			if len(acc) > maxVarlinkReply {
-				return nil, fmt.Errorf("reply larger than %d bytes", maxVarlinkReply)
-			}
-			line, err = vc.r.ReadSlice(0)
-			acc = append(acc, line...)
-		}
-		line = acc
-	}
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	var rep vlReply
-	if err := json.Unmarshal(line[:len(line)-1], &rep); err != nil {
-		return nil, fmt.Errorf("bad reply from porto: %w", err)
-	}
-	return &rep, nil
+// vlReply is what recv keeps of a reply.
+type vlReply struct {
+	continues bool
+	err       *api.Error // the reply is an error
 }
 
-// decode turns an error reply into an *api.Error, or stores the
-// parameters into out.
-func (r *vlReply) decode(out any) error {
-	if r.Error != "" {
-		return varlinkError(r.Error, r.Parameters)
+// recv reads one reply. dec, if not nil, reads its parameters (of an
+// error reply too: it must skip what it does not know).
+func (vc *vlConn) recv(dec func(*jreader)) (vlReply, error) {
+	line, err := vc.readMsg()
+	if err != nil {
+		return vlReply{}, err
 	}
-	if out == nil || len(r.Parameters) == 0 {
-		return nil
+	rep, err := parseReply(line, dec)
+	if err != nil {
+		return vlReply{}, fmt.Errorf("bad reply from porto: %w", err)
 	}
-	if err := json.Unmarshal(r.Parameters, out); err != nil {
-		return &api.Error{Code: api.Unknown, Msg: "bad reply from porto: " + err.Error(), Err: err}
+	return rep, nil
+}
+
+// readMsg returns the next NUL-terminated message, without its NUL; it is
+// valid until the next read.
+func (vc *vlConn) readMsg() ([]byte, error) {
+	scanned := vc.off // in[off:scanned] has no NUL
+	for {
+		if i := bytes.IndexByte(vc.in[scanned:], 0); i >= 0 {
+			msg := vc.in[vc.off : scanned+i]
+			vc.off = scanned + i + 1
+			return msg, nil
+		}
+		scanned = len(vc.in)
+		if scanned-vc.off > maxVarlinkReply {
+			return nil, fmt.Errorf("reply larger than %d bytes", maxVarlinkReply)
+		}
+		if vc.off == len(vc.in) {
+			// Nothing pending: start again at the beginning.
+			vc.in, vc.off, scanned = vc.in[:0], 0, 0
+		}
+		if cap(vc.in)-len(vc.in) < 4<<10 {
+			// Grow (moving the pending bytes to the front).
+			n := max(16<<10, 2*(len(vc.in)-vc.off))
+			in := make([]byte, len(vc.in)-vc.off, len(vc.in)-vc.off+n)
+			copy(in, vc.in[vc.off:])
+			scanned -= vc.off
+			vc.in, vc.off = in, 0
+		}
+		n, err := vc.nc.Read(vc.in[len(vc.in):cap(vc.in)])
+		vc.in = vc.in[:len(vc.in)+n]
+		if n == 0 && err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
-	return nil
+}
+
+// parseReply reads a reply, {"parameters":{...},"continues":B,"error":S},
+// in one pass: dec reads the parameters where they are.
+func parseReply(b []byte, dec func(*jreader)) (vlReply, error) {
+	var rep vlReply
+	var errName string
+	var params []byte
+	r := jreader{b: b}
+	if r.peek() != '{' {
+		return rep, errBadJSON
+	}
+	r.object(func(key []byte) {
+		switch string(key) {
+		case "parameters":
+			start := r.i
+			if dec != nil && r.peek() == '{' {
+				dec(&r)
+			} else {
+				r.skip()
+			}
+			params = b[start:r.i]
+		case "continues":
+			rep.continues = r.boolean()
+		case "error":
+			errName = r.str()
+		default:
+			r.skip()
+		}
+	})
+	r.end()
+	if r.err != nil {
+		return rep, r.err
+	}
+	if errName != "" {
+		rep.err = varlinkError(errName, params)
+	}
+	return rep, nil
 }
 
 // varlinkError is the one place where a Varlink error reply becomes an
 // *api.Error: io.porto.Manager.<Code> maps to its Code with the reply's
 // message; org.varlink.service errors (a method or parameter this daemon
 // does not know) are InvalidMethod; anything else is Unknown.
-func varlinkError(name string, params json.RawMessage) *api.Error {
-	var p map[string]any
-	_ = json.Unmarshal(params, &p)
-	msg, _ := p["message"].(string)
+func varlinkError(name string, params []byte) *api.Error {
+	var msg string
+	var details [3]string // method, parameter, interface
+	var has [3]bool
+	r := jreader{b: params}
+	if r.peek() == '{' {
+		r.object(func(key []byte) {
+			k := string(key)
+			if r.peek() != '"' {
+				r.skip()
+				return
+			}
+			v := r.str()
+			switch k {
+			case "message":
+				msg = v
+			case "method":
+				details[0], has[0] = v, true
+			case "parameter":
+				details[1], has[1] = v, true
+			case "interface":
+				details[2], has[2] = v, true
+			}
+		})
+	}
+	detail := ""
+	for i, k := range []string{"method", "parameter", "interface"} {
+		if has[i] {
+			detail = " (" + k + " " + details[i] + ")"
+		}
+	}
+	return varlinkErrorMsg(name, msg, detail)
+}
+
+// varlinkErrorMsg is varlinkError with the parameters read: the message
+// and, for org.varlink.service errors, the detail " (method M)".
+func varlinkErrorMsg(name, msg, detail string) *api.Error {
 	if strings.HasPrefix(name, VarlinkErrorPrefix) {
 		if code, ok := api.CodeByName(name[len(VarlinkErrorPrefix):]); ok {
 			return &api.Error{Code: code, Msg: msg}
@@ -235,12 +319,6 @@ func varlinkError(name string, params json.RawMessage) *api.Error {
 		return &api.Error{Code: api.Unknown, Msg: strings.TrimPrefix(name, VarlinkErrorPrefix) + ": " + msg}
 	}
 	if strings.HasPrefix(name, "org.varlink.service.") {
-		detail := ""
-		for _, k := range []string{"method", "parameter", "interface"} {
-			if v, ok := p[k].(string); ok {
-				detail = " (" + k + " " + v + ")"
-			}
-		}
 		return &api.Error{Code: api.InvalidMethod, Msg: strings.TrimPrefix(name, "org.varlink.service.") + detail}
 	}
 	if msg == "" {
@@ -273,16 +351,16 @@ func (t *varlinkTransport) watch(ctx context.Context) (<-chan StateChange, error
 		vc.nc.Close()
 		return nil, err
 	}
-	if err := vc.send("Watch", struct{}{}, true); err != nil {
+	if err := vc.send("Watch", nil, true); err != nil {
 		return fail(transportError(ctx, err))
 	}
 	// The first reply says the subscription is live.
-	rep, err := vc.recv()
+	rep, err := vc.recv(nil)
 	if err != nil {
 		return fail(transportError(ctx, err))
 	}
-	if err := rep.decode(nil); err != nil {
-		return fail(err)
+	if rep.err != nil {
+		return fail(rep.err)
 	}
 	out := make(chan StateChange, 64)
 	go func() {
@@ -290,26 +368,34 @@ func (t *varlinkTransport) watch(ctx context.Context) (<-chan StateChange, error
 		defer stop()
 		defer vc.nc.Close()
 		for {
-			rep, err := vc.recv()
-			if err != nil || rep.Error != "" {
+			var name, state, path string
+			rep, err := vc.recv(func(r *jreader) {
+				r.object(func(key []byte) {
+					switch string(key) {
+					case "name":
+						name = r.str()
+					case "state":
+						state = r.str()
+					case "path":
+						path = r.str()
+					default:
+						r.skip()
+					}
+				})
+			})
+			if err != nil || rep.err != nil {
 				return
 			}
-			var ev struct {
-				Name  string `json:"name"`
-				State string `json:"state"`
-				Path  string `json:"path"`
+			if name != "" {
+				sc := StateChange{Name: name, State: api.State(state), Path: objectPath(path)}
+				sc.Destroyed = sc.State == api.StateDestroyed
+				select {
+				case out <- sc:
+				case <-ctx.Done():
+					return
+				}
 			}
-			if json.Unmarshal(rep.Parameters, &ev) != nil || ev.Name == "" {
-				continue
-			}
-			sc := StateChange{Name: ev.Name, State: api.State(ev.State), Path: objectPath(ev.Path)}
-			sc.Destroyed = sc.State == api.StateDestroyed
-			select {
-			case out <- sc:
-			case <-ctx.Done():
-				return
-			}
-			if !rep.Continues {
+			if !rep.continues {
 				return
 			}
 		}
