@@ -47,6 +47,9 @@ type Cgroups interface {
 	// NotSupported naming it.
 	Apply(name string, l units.Limits) error
 	Stats(name string) (units.Stats, error)
+	// OOMKills is Stats(name).OOMKills, read alone (a container's death
+	// asks only for it).
+	OOMKills(name string) (uint64, error)
 	// Remove deletes the container's cgroups (they must be empty; children
 	// are removed first). A missing cgroup is not an error.
 	Remove(name string) error

@@ -265,7 +265,7 @@ func (m *Manager) waitEmpty(c *Container, d time.Duration) bool {
 
 func (m *Manager) markDead(c *Container, status int, lost bool) {
 	oom := false
-	if st, err := m.cg.Stats(c.name); err == nil && st.OOMKills > 0 {
+	if k, err := m.cg.OOMKills(c.name); err == nil && k > 0 {
 		oom = true
 	}
 	c.mu.Lock()

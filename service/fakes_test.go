@@ -129,6 +129,11 @@ func (f *fakeCgroups) Stats(name string) (units.Stats, error) {
 	defer f.mu.Unlock()
 	return units.Stats{OOMKills: f.oom[name]}, nil
 }
+func (f *fakeCgroups) OOMKills(name string) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.oom[name], nil
+}
 func (f *fakeCgroups) Remove(name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

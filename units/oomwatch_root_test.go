@@ -37,6 +37,9 @@ func TestOOMWatchSurvivesRemoval(t *testing.T) {
 	if st.OOMKills < 1 {
 		t.Fatalf("memory.oom_control oom_kill = %d, want >= 1 (%v)", st.OOMKills, cmd.ProcessState)
 	}
+	if k, err := v.OOMKills("oom"); err != nil || k != st.OOMKills {
+		t.Errorf("OOMKills = %d, %v; Stats says %d", k, err, st.OOMKills)
+	}
 	if got := wOOM.count(0); got < 1 {
 		t.Errorf("watch before removal: %d OOMs, want >= 1", got)
 	}

@@ -782,6 +782,23 @@ func (s *Systemd) watchRestored(name string) {
 // Exists reports whether the container's (freezer) cgroup exists.
 func (s *Systemd) Exists(name string) bool { return s.v.Exists(name) }
 
+// OOMKills is Stats(name).OOMKills, read alone: the kernel's count, or
+// for a first-level container the OOMs its watch saw if more (systemd may
+// have removed the scope's memory cgroup already).
+func (s *Systemd) OOMKills(name string) (uint64, error) {
+	s.watchRestored(name)
+	k, err := s.v.OOMKills(name)
+	n, cerr := cleanName(name)
+	if cerr != nil || n == "" || strings.Contains(n, "/") {
+		return k, err
+	}
+	wait := time.Second
+	if isDir(s.v.dir("memory", n)) {
+		wait = 0
+	}
+	return max(k, s.oomCount(n, wait)), nil
+}
+
 // Stats reads the counters (reading systemd's cgroups is allowed). A
 // first-level container whose scope has not started, or has stopped and
 // been cleaned up by systemd, has only porto's own counters.

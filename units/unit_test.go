@@ -21,6 +21,7 @@ type cgroups interface {
 	Frozen(name string) (bool, error)
 	Apply(name string, l Limits) error
 	Stats(name string) (Stats, error)
+	OOMKills(name string) (uint64, error)
 	Remove(name string) error
 	Exists(name string) bool
 }

@@ -465,6 +465,26 @@ func (v *V1) Exists(name string) bool {
 	return isDir(v.dir("freezer", n))
 }
 
+// OOMKills sums oom_kill of memory.oom_control over the subtree (on v1 it
+// counts the kills of that memcg's own OOMs only).
+func (v *V1) OOMKills(name string) (uint64, error) {
+	n, err := cleanName(name)
+	if err != nil {
+		return 0, err
+	}
+	dirs, err := subdirs(v.dir("memory", n))
+	if err != nil {
+		return 0, err
+	}
+	var kills uint64
+	for _, d := range dirs {
+		if b, err := readFile(d + "/memory.oom_control"); err == nil {
+			kills += parseKeyed(b)["oom_kill"]
+		}
+	}
+	return kills, nil
+}
+
 // Stats reads the container's counters; every one is hierarchical.
 func (v *V1) Stats(name string) (Stats, error) {
 	var st Stats

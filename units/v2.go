@@ -342,6 +342,19 @@ func (v *V2) Exists(name string) bool {
 	return isDir(v.dir(n))
 }
 
+// OOMKills reads oom_kill of memory.events (hierarchical on v2).
+func (v *V2) OOMKills(name string) (uint64, error) {
+	n, err := cleanName(name)
+	if err != nil {
+		return 0, err
+	}
+	b, err := readFile(v.dir(n) + "/memory.events")
+	if err != nil {
+		return 0, err
+	}
+	return parseKeyed(b)["oom_kill"], nil
+}
+
 // Stats reads the container's counters; on v2 every file read is
 // hierarchical already.
 func (v *V2) Stats(name string) (Stats, error) {

@@ -316,6 +316,12 @@ func TestV2Stats(t *testing.T) {
 	if st != want {
 		t.Errorf("Stats = %+v\nwant    %+v", st, want)
 	}
+	if k, err := v.OOMKills("s"); err != nil || k != 2 {
+		t.Errorf("OOMKills = %d, %v; want 2", k, err)
+	}
+	if _, err := v.OOMKills("nope"); err == nil {
+		t.Error("OOMKills of a missing cgroup succeeded")
+	}
 	// Before 5.19 there is no memory.peak: MaxRSS stays 0, no error.
 	os.Remove(s + "/memory.peak")
 	if st, err := v.Stats("s"); err != nil || st.MaxRSS != 0 {

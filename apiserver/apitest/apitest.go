@@ -107,6 +107,7 @@ func (c *Cgroups) Thaw(string) error                 { return nil }
 func (c *Cgroups) Frozen(string) (bool, error)       { return false, nil }
 func (c *Cgroups) Apply(string, units.Limits) error  { return nil }
 func (c *Cgroups) Stats(string) (units.Stats, error) { return units.Stats{}, nil }
+func (c *Cgroups) OOMKills(string) (uint64, error)   { return 0, nil }
 func (c *Cgroups) Remove(name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
