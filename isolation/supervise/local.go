@@ -101,17 +101,28 @@ func (l *Local) Close() error {
 	return nil
 }
 
+// watch learns the exits: a full scan at start and on every tick, the
+// pidfds that became readable on SIGCHLD (see tracker).
 func (l *Local) watch() {
 	tick := time.NewTicker(scanInterval)
 	defer tick.Stop()
+	defer l.t.close()
+	full := true
 	for {
-		released, _, _ := l.t.scan(0)
+		var released []isolation.Exit
+		if full {
+			released, _, _ = l.t.scan(0)
+		} else {
+			released, _, _ = l.t.check(0)
+		}
 		for _, e := range released {
 			l.queue.push(e)
 		}
 		select {
 		case <-l.chld:
+			full = false
 		case <-tick.C:
+			full = true
 		case <-l.done:
 			return
 		}

@@ -155,6 +155,7 @@ func RunMaster(opts MasterOptions) error {
 		backoff: restartMin,
 		own:     make(map[int]bool),
 	}
+	defer m.t.close()
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -226,7 +227,7 @@ func RunMaster(opts MasterOptions) error {
 		m.guard(func() {
 			select {
 			case <-chld:
-				m.scan()
+				m.check()
 			case <-tick.C:
 				m.scan()
 				m.checkOrphan()
@@ -515,13 +516,28 @@ func (m *master) disconnect(w *worker) {
 	}
 }
 
-// scan learns exits of children and of the worker.
-func (m *master) scan() {
+// scan learns exits of children and of the worker, asking every child
+// (at start and on the periodic tick).
+func (m *master) scan() { m.sweep(true) }
+
+// check learns exits on SIGCHLD: it asks the children whose pidfd became
+// readable and scans in full only when they do not explain the signal
+// (see tracker).
+func (m *master) check() { m.sweep(false) }
+
+func (m *master) sweep(full bool) {
 	special := 0
 	if m.w != nil {
 		special = m.w.pid
 	}
-	released, sp, status := m.t.scan(special)
+	var released []isolation.Exit
+	var sp specialState
+	var status int
+	if full {
+		released, sp, status = m.t.scan(special)
+	} else {
+		released, sp, status = m.t.check(special)
+	}
 	switch sp {
 	case specialDead:
 		m.workerDied(status, true)

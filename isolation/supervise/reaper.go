@@ -151,9 +151,23 @@ func childrenFromStat(parent int) ([]int, error) {
 // acknowledged. It never reaps a child before it was acknowledged.
 //
 // Several zombies at once: waitid(P_ALL, WNOWAIT) would keep returning the
-// same one, so scan asks each candidate with waitid(P_PID, pid, WNOWAIT):
-// candidates are the pids Spawn returned plus every child listed in
-// /proc/self/task/*/children (orphans reparented to us as subreaper).
+// same one, so each candidate is asked with waitid(P_PID or P_PIDFD, pid,
+// WNOWAIT): candidates are the pids Spawn returned plus every child listed
+// in /proc/self/task/*/children (orphans reparented to us as subreaper).
+//
+// Cost: every child seen alive (known or not, the special pid too) gets a
+// pidfd in the pidWatch's epoll set. check, on SIGCHLD, asks only the
+// pidfds that became readable: O(1) per exit. It falls back to the full
+// scan (listing every child and asking each child without a pidfd) when
+// the SIGCHLD is not explained by a readable pidfd and some zombie exists
+// (an orphan reparented since the last scan, the child of a spawn in
+// flight), or when several children exited at once (a signal of an orphan
+// may have merged with theirs). scan, on the periodic tick, is always
+// full: it catches an orphan whose SIGCHLD merged with another exit's and
+// watches children reparented to us (an upgraded master inherits every
+// child without a pidfd: its first scan watches them). Without pidfds
+// (old kernel) every check is a full scan; a child whose pidfd could not
+// be opened (EMFILE) is asked on every check.
 //
 // Ordering: an exit of a pid is never released before the spawn that
 // created it has completed, so a spawn's reply always precedes its exit.
@@ -161,14 +175,19 @@ func childrenFromStat(parent int) ([]int, error) {
 // flight when it was seen has completed (it is then either a known pid or
 // a genuine orphan).
 type tracker struct {
-	mu       sync.Mutex
-	known    map[int]bool          // spawned, not reaped
-	pending  map[int]pendingExit   // released, not acknowledged
-	held     map[int]heldExit      // seen, waiting for spawns in flight
-	inflight map[uint64]bool       // spawn sequence numbers in flight
-	seq      uint64                // last spawn sequence number
-	order    uint64                // release order of pending exits
-	children func() ([]int, error) // listChildren; replaced in tests
+	mu        sync.Mutex
+	known     map[int]bool          // spawned, not reaped
+	pending   map[int]pendingExit   // released, not acknowledged
+	held      map[int]heldExit      // seen, waiting for spawns in flight
+	inflight  map[uint64]bool       // spawn sequence numbers in flight
+	seq       uint64                // last spawn sequence number
+	order     uint64                // release order of pending exits
+	children  func() ([]int, error) // listChildren; replaced in tests
+	w         *pidWatch             // nil: no pidfds, every check is a full scan
+	watched   map[int]bool          // a pidfd was asked for (and not yet reported)
+	unwatched map[int]bool          // known or special pids whose pidfd failed: asked on every check
+	special   int                   // the special pid of the last check or scan
+	fullScans uint64                // full scans done (tests, debugging)
 }
 
 type pendingExit struct {
@@ -182,12 +201,29 @@ type heldExit struct {
 }
 
 func newTracker() *tracker {
-	return &tracker{
-		known:    make(map[int]bool),
-		pending:  make(map[int]pendingExit),
-		held:     make(map[int]heldExit),
-		inflight: make(map[uint64]bool),
-		children: listChildren,
+	t := &tracker{
+		known:     make(map[int]bool),
+		pending:   make(map[int]pendingExit),
+		held:      make(map[int]heldExit),
+		inflight:  make(map[uint64]bool),
+		children:  listChildren,
+		watched:   make(map[int]bool),
+		unwatched: make(map[int]bool),
+	}
+	if w, err := newPidWatch(); err == nil {
+		t.w = w
+	}
+	return t
+}
+
+// close stops the pidfd watcher; the tracker goes on with full scans.
+func (t *tracker) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.w != nil {
+		t.w.stop()
+		t.w = nil
+		clear(t.watched)
 	}
 }
 
@@ -207,8 +243,36 @@ func (t *tracker) endSpawn(seq uint64, pid int) []isolation.Exit {
 	delete(t.inflight, seq)
 	if pid > 0 {
 		t.known[pid] = true
+		t.watchNewLocked(pid)
 	}
 	return t.releaseLocked()
+}
+
+// watchNewLocked sets up the pidfd of a new known child. The child may
+// already be a zombie whose SIGCHLD a check took for another exit's:
+// look once.
+func (t *tracker) watchNewLocked(pid int) {
+	if t.w == nil || t.watched[pid] || t.isAccountedLocked(pid) {
+		return
+	}
+	status, zombie, err := peekZombie(pid)
+	switch {
+	case err != nil:
+		t.unwatched[pid] = true // the next check finds it gone
+	case zombie:
+		t.held[pid] = heldExit{status: status, barrier: t.seq}
+	default:
+		t.w.watch(pid)
+		t.watched[pid] = true
+	}
+}
+
+func (t *tracker) isAccountedLocked(pid int) bool {
+	if _, ok := t.pending[pid]; ok {
+		return true
+	}
+	_, ok := t.held[pid]
+	return ok
 }
 
 // SpecialDead etc. describe the special pid (the worker) in a scan.
@@ -223,10 +287,114 @@ const (
 // scan checks every candidate child. special (if > 0) is the worker: its
 // zombie is returned separately and never recorded as pending.
 func (t *tracker) scan(special int) (released []isolation.Exit, sp specialState, spStatus int) {
-	kids, _ := t.children() // on error, still check the pids we know
+	return t.sweep(special, true)
+}
 
+// check is scan for a SIGCHLD: it asks only the children whose pidfd
+// became readable (and those without a pidfd), and scans in full only
+// when they do not explain the signal (see tracker).
+func (t *tracker) check(special int) (released []isolation.Exit, sp specialState, spStatus int) {
+	return t.sweep(special, false)
+}
+
+type sweepState struct {
+	special  int
+	sp       specialState
+	spStatus int
+	found    int // exits (or disappearances) learned
+}
+
+func (t *tracker) sweep(special int, full bool) ([]isolation.Exit, specialState, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	st := sweepState{special: special}
+	t.setSpecialLocked(special)
+	if t.w == nil {
+		full = true
+	} else {
+		for _, r := range t.w.poll() {
+			delete(t.watched, r.pid)
+			switch r.kind {
+			case watchExited:
+				t.zombieLocked(&st, r.pid, r.status)
+			case watchGone:
+				t.goneLocked(&st, r.pid)
+			default: // no pidfd: ask it on every check
+				if t.known[r.pid] || r.pid == special {
+					t.unwatched[r.pid] = true
+				}
+			}
+		}
+	}
+	if !full {
+		for pid := range t.unwatched {
+			if t.isAccountedLocked(pid) {
+				continue
+			}
+			status, zombie, err := peekZombie(pid)
+			switch {
+			case err != nil:
+				t.goneLocked(&st, pid)
+			case zombie:
+				t.zombieLocked(&st, pid, status)
+			}
+		}
+		full = st.found > 1 || (st.found == 0 && anyZombie())
+	}
+	if full {
+		t.fullLocked(&st)
+	}
+	return t.releaseLocked(), st.sp, st.spStatus
+}
+
+// setSpecialLocked moves the pidfd watch to a new special pid.
+func (t *tracker) setSpecialLocked(special int) {
+	if special == t.special {
+		return
+	}
+	if old := t.special; old > 0 && !t.known[old] {
+		if t.watched[old] {
+			t.w.unwatch(old)
+			delete(t.watched, old)
+		}
+		delete(t.unwatched, old)
+	}
+	t.special = special
+	if special > 0 && t.w != nil && !t.watched[special] {
+		t.w.watch(special)
+		t.watched[special] = true
+	}
+}
+
+// zombieLocked records that pid is a zombie with status.
+func (t *tracker) zombieLocked(st *sweepState, pid, status int) {
+	st.found++
+	delete(t.unwatched, pid)
+	if pid == st.special {
+		st.sp, st.spStatus = specialDead, status
+		return
+	}
+	if t.isAccountedLocked(pid) {
+		return
+	}
+	t.held[pid] = heldExit{status: status, barrier: t.seq}
+}
+
+// goneLocked records that pid is not (or no longer) our child.
+func (t *tracker) goneLocked(st *sweepState, pid int) {
+	st.found++
+	delete(t.unwatched, pid)
+	if pid == st.special {
+		st.sp = specialGone
+		return
+	}
+	delete(t.known, pid)
+}
+
+// fullLocked asks every child that has no pidfd, and watches those alive.
+func (t *tracker) fullLocked(st *sweepState) {
+	t.fullScans++
+	kids, _ := t.children() // on error, still check the pids we know
 	cands := make(map[int]bool, len(kids)+len(t.known)+1)
 	for _, pid := range kids {
 		cands[pid] = true
@@ -234,36 +402,40 @@ func (t *tracker) scan(special int) (released []isolation.Exit, sp specialState,
 	for pid := range t.known {
 		cands[pid] = true
 	}
-	if special > 0 {
-		cands[special] = true
+	if st.special > 0 {
+		cands[st.special] = true
 	}
 	for pid := range cands {
-		if _, ok := t.pending[pid]; ok {
-			continue
-		}
-		if _, ok := t.held[pid]; ok {
-			continue
+		if t.isAccountedLocked(pid) || (t.watched[pid] && pid != st.special) {
+			continue // (the special pid comes from outside: it may not be a child)
 		}
 		status, zombie, err := peekZombie(pid)
-		if pid == special {
-			switch {
-			case err != nil:
-				sp = specialGone
-			case zombie:
-				sp, spStatus = specialDead, status
-			}
-			continue
+		switch {
+		case err != nil:
+			t.goneLocked(st, pid)
+		case zombie:
+			t.zombieLocked(st, pid, status)
+		case t.w != nil && !t.watched[pid]:
+			// Alive: from now on its pidfd tells (a failure makes it
+			// unwatched again at the next poll).
+			t.w.watch(pid)
+			t.watched[pid] = true
+			delete(t.unwatched, pid)
 		}
-		if err != nil {
-			delete(t.known, pid) // not our child (any more)
-			continue
-		}
-		if !zombie {
-			continue
-		}
-		t.held[pid] = heldExit{status: status, barrier: t.seq}
 	}
-	return t.releaseLocked(), sp, spStatus
+}
+
+// anyZombie says whether this process has a zombie child at all.
+func anyZombie() bool {
+	var info sigchldInfo
+	for {
+		err := unix.Waitid(unix.P_ALL, 0, (*unix.Siginfo)(unsafe.Pointer(&info)),
+			unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && info.Pid != 0
+	}
 }
 
 // releaseLocked moves held exits whose barrier has passed to pending.
@@ -311,6 +483,11 @@ func (t *tracker) ack(pid int) error {
 	if done {
 		delete(t.pending, pid)
 		delete(t.known, pid)
+		delete(t.unwatched, pid)
+		if t.watched[pid] {
+			t.w.unwatch(pid)
+			delete(t.watched, pid)
+		}
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/porto-dev/porto/isolation"
 )
 
@@ -86,7 +88,7 @@ func onlyPids(pids *[]int) func() ([]int, error) {
 }
 
 func TestTrackerSeveralZombiesUntilAck(t *testing.T) {
-	tr := newTracker()
+	tr := newTestTracker(t)
 	var pids []int
 	tr.children = onlyPids(&pids)
 	for _, code := range []int{1, 2, 3, 4, 5} {
@@ -136,7 +138,7 @@ func TestTrackerSeveralZombiesUntilAck(t *testing.T) {
 // An unknown zombie seen while a spawn is in flight is held until that
 // spawn completes, so a spawn's reply always precedes its child's exit.
 func TestTrackerOrdersSpawnBeforeExit(t *testing.T) {
-	tr := newTracker()
+	tr := newTestTracker(t)
 	var pids []int
 	tr.children = onlyPids(&pids)
 
@@ -173,7 +175,7 @@ func TestTrackerOrdersSpawnBeforeExit(t *testing.T) {
 }
 
 func TestTrackerSpecial(t *testing.T) {
-	tr := newTracker()
+	tr := newTestTracker(t)
 	var pids []int
 	tr.children = onlyPids(&pids)
 	w := startSh(t, "exit 2")
@@ -259,5 +261,285 @@ func TestLocal(t *testing.T) {
 	}
 	if _, err := l.Spawn(isolation.LaunchSpec{}, nil); err == nil {
 		t.Error("Spawn after Close succeeded")
+	}
+}
+
+// newTestTracker is newTracker whose pidfd watcher stops with the test.
+func newTestTracker(t *testing.T) *tracker {
+	t.Helper()
+	tr := newTracker()
+	t.Cleanup(tr.close)
+	return tr
+}
+
+// needWatch skips a test of the pidfd path where there are no pidfds.
+func needWatch(t *testing.T, tr *tracker) {
+	t.Helper()
+	if tr.w == nil {
+		t.Skip("no pidfd watch here (pidfd_open or unshare(CLONE_FILES) unavailable)")
+	}
+}
+
+// spawnKnown starts script as a child the tracker knows, the way a spawn
+// does (beginSpawn, fork, endSpawn).
+func spawnKnown(t *testing.T, tr *tracker, pids *[]int, script string) int {
+	t.Helper()
+	seq := tr.beginSpawn()
+	pid := startSh(t, script)
+	*pids = append(*pids, pid)
+	if got := tr.endSpawn(seq, pid); len(got) != 0 {
+		t.Fatalf("endSpawn of a new child released %v", got)
+	}
+	return pid
+}
+
+// An exit of a known child is learned from its pidfd alone: no full scan.
+func TestTrackerCheckUsesPidfds(t *testing.T) {
+	tr := newTestTracker(t)
+	needWatch(t, tr)
+	var pids []int
+	tr.children = onlyPids(&pids)
+	var kids []int
+	for range 20 {
+		kids = append(kids, spawnKnown(t, tr, &pids, "exec sleep 100"))
+	}
+	tr.scan(0)
+	base := tr.fullScans
+	for i, pid := range kids[:5] {
+		syscall.Kill(pid, syscall.SIGKILL)
+		waitState(t, pid, "Z")
+		got, _, _ := tr.check(0)
+		if len(got) != 1 || got[0] != (isolation.Exit{Pid: pid, Status: 9}) {
+			t.Fatalf("exit %d: check released %v, want pid %d killed", i, got, pid)
+		}
+		if st, _ := procStat(pid); st != "Z" {
+			t.Fatalf("pid %d reaped before ack (state %q)", pid, st)
+		}
+		if err := tr.ack(pid); err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, pid, "")
+	}
+	if n := tr.fullScans - base; n != 0 {
+		t.Errorf("%d full scans for 5 exits of known children, want 0", n)
+	}
+	// Two at once: learned together (and a full scan looks for orphans).
+	syscall.Kill(kids[5], syscall.SIGKILL)
+	syscall.Kill(kids[6], syscall.SIGKILL)
+	waitState(t, kids[5], "Z")
+	waitState(t, kids[6], "Z")
+	got, _, _ := tr.check(0)
+	if len(got) != 2 {
+		t.Fatalf("check released %v, want 2 exits", got)
+	}
+	if len(tr.unacked()) != 2 {
+		t.Errorf("unacked %v", tr.unacked())
+	}
+	if again, _, _ := tr.check(0); len(again) != 0 {
+		t.Errorf("second check released %v", again)
+	}
+	tr.ack(kids[5])
+	tr.ack(kids[6])
+}
+
+// A SIGCHLD that no pidfd explains (an orphan reparented to us, never
+// seen alive) makes check scan in full; an orphan seen alive by a scan is
+// watched from then on.
+func TestTrackerCheckFindsOrphans(t *testing.T) {
+	tr := newTestTracker(t)
+	var pids []int
+	tr.children = onlyPids(&pids)
+	orphan := startSh(t, "exit 7")
+	pids = append(pids, orphan)
+	waitState(t, orphan, "Z")
+	base := tr.fullScans
+	got, _, _ := tr.check(0)
+	if len(got) != 1 || got[0] != (isolation.Exit{Pid: orphan, Status: 7 << 8}) {
+		t.Fatalf("check released %v, want the orphan %d", got, orphan)
+	}
+	if tr.fullScans == base {
+		t.Error("an unexplained exit did not lead to a full scan")
+	}
+	tr.ack(orphan)
+	waitState(t, orphan, "")
+
+	if tr.w == nil {
+		return
+	}
+	seen := startSh(t, "exec sleep 100")
+	pids = append(pids, seen)
+	tr.scan(0) // sees it alive: watches it
+	if !tr.watched[seen] {
+		t.Fatalf("a live orphan seen by a scan is not watched")
+	}
+	base = tr.fullScans
+	syscall.Kill(seen, syscall.SIGKILL)
+	waitState(t, seen, "Z")
+	got, _, _ = tr.check(0)
+	if len(got) != 1 || got[0].Pid != seen {
+		t.Fatalf("check released %v, want %d", got, seen)
+	}
+	if tr.fullScans != base {
+		t.Errorf("the exit of a watched orphan led to a full scan")
+	}
+	tr.ack(seen)
+}
+
+// A child that exited before its spawn completed is found by endSpawn
+// even when its SIGCHLD went to a check explained by another exit.
+func TestTrackerEndSpawnOfZombie(t *testing.T) {
+	tr := newTestTracker(t)
+	var pids []int
+	tr.children = onlyPids(&pids)
+	other := spawnKnown(t, tr, &pids, "exec sleep 100")
+	seq := tr.beginSpawn()
+	quick := startSh(t, "exit 3")
+	pids = append(pids, quick)
+	waitState(t, quick, "Z")
+	syscall.Kill(other, syscall.SIGKILL)
+	waitState(t, other, "Z")
+	got, _, _ := tr.check(0)
+	for _, e := range got {
+		if e.Pid == quick {
+			t.Fatalf("released %v while its spawn was in flight", got)
+		}
+	}
+	got = append(got, tr.endSpawn(seq, quick)...)
+	slices.SortFunc(got, func(a, b isolation.Exit) int { return a.Pid - b.Pid })
+	want := []isolation.Exit{{Pid: other, Status: 9}, {Pid: quick, Status: 3 << 8}}
+	slices.SortFunc(want, func(a, b isolation.Exit) int { return a.Pid - b.Pid })
+	if !slices.Equal(got, want) {
+		t.Fatalf("released %v, want %v", got, want)
+	}
+	tr.ack(other)
+	tr.ack(quick)
+}
+
+// The worker (special pid) is watched too; a known pid whose pidfd cannot
+// be had is asked on every check.
+func TestTrackerSpecialAndUnwatched(t *testing.T) {
+	tr := newTestTracker(t)
+	needWatch(t, tr)
+	var pids []int
+	tr.children = onlyPids(&pids)
+	w := startSh(t, "exec sleep 100")
+	pids = append(pids, w)
+	if _, sp, _ := tr.check(w); sp != specialNone {
+		t.Fatalf("live worker: %v", sp)
+	}
+	if !tr.watched[w] {
+		t.Fatal("the worker is not watched")
+	}
+	base := tr.fullScans
+	syscall.Kill(w, syscall.SIGTERM)
+	waitState(t, w, "Z")
+	if _, sp, st := tr.check(w); sp != specialDead || st != int(syscall.SIGTERM) {
+		t.Fatalf("dead worker: %v %#x", sp, st)
+	}
+	if tr.fullScans != base {
+		t.Error("the worker's exit led to a full scan")
+	}
+	reap(w)
+
+	// A known pid without a pidfd (here: it cannot be opened).
+	seq := tr.beginSpawn()
+	k := startSh(t, "exec sleep 100")
+	pids = append(pids, k)
+	tr.endSpawn(seq, k)
+	tr.mu.Lock()
+	tr.w.unwatch(k)
+	delete(tr.watched, k)
+	tr.unwatched[k] = true
+	tr.mu.Unlock()
+	syscall.Kill(k, syscall.SIGKILL)
+	waitState(t, k, "Z")
+	base = tr.fullScans
+	got, _, _ := tr.check(0)
+	if len(got) != 1 || got[0].Pid != k {
+		t.Fatalf("check released %v, want %d", got, k)
+	}
+	if tr.fullScans != base {
+		t.Error("the exit of an unwatched known pid led to a full scan")
+	}
+	tr.ack(k)
+	if tr.unwatched[k] || tr.known[k] {
+		t.Error("ack left the pid behind")
+	}
+}
+
+// Without pidfds the tracker scans in full, as it always did.
+func TestTrackerWithoutWatch(t *testing.T) {
+	tr := newTestTracker(t)
+	tr.close()
+	var pids []int
+	tr.children = onlyPids(&pids)
+	a := spawnKnown(t, tr, &pids, "exit 1")
+	o := startSh(t, "exit 2")
+	pids = append(pids, o)
+	waitState(t, a, "Z")
+	waitState(t, o, "Z")
+	got, _, _ := tr.check(0)
+	if len(got) != 2 {
+		t.Fatalf("check released %v", got)
+	}
+	tr.ack(a)
+	tr.ack(o)
+	waitState(t, a, "")
+	waitState(t, o, "")
+}
+
+// The pidfds live in the watcher's own file table: the process's table
+// (which every fork copies) does not grow, and files the process closes
+// are not kept open by the watcher's copies.
+func TestPidWatchPrivateTable(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	w, err := newPidWatch()
+	if err != nil {
+		t.Skip(err)
+	}
+	defer w.stop()
+	unix.Close(fds[0])
+	unix.SetNonblock(fds[1], true)
+	var b [1]byte
+	if n, err := unix.Read(fds[1], b[:]); n != 0 || err != nil {
+		t.Errorf("peer of a closed socket: read %d, %v; want EOF (the watcher kept a copy)", n, err)
+	}
+
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := count()
+	var kids []int
+	for range 30 {
+		pid := startSh(t, "exec sleep 100")
+		kids = append(kids, pid)
+		w.watch(pid)
+	}
+	if r := w.poll(); len(r) != 0 {
+		t.Fatalf("poll of live children: %v", r)
+	}
+	if after := count(); after > before+2 {
+		t.Errorf("the process's table grew from %d to %d descriptors with 30 pidfds", before, after)
+	}
+	syscall.Kill(kids[3], syscall.SIGKILL)
+	waitState(t, kids[3], "Z")
+	r := w.poll()
+	if len(r) != 1 || r[0] != (watchResult{pid: kids[3], kind: watchExited, status: 9}) {
+		t.Fatalf("poll: %v", r)
+	}
+	if r := w.poll(); len(r) != 0 {
+		t.Fatalf("second poll: %v", r)
+	}
+	w.watch(1 << 30) // no such pid
+	if r := w.poll(); len(r) != 1 || r[0].kind != watchFailed {
+		t.Fatalf("poll after a failed watch: %v", r)
 	}
 }
