@@ -37,8 +37,10 @@ func TestWarmStage(t *testing.T) {
 	}
 }
 
-// A warm stage that is never used exits 0 as soon as its socket closes.
-func TestWarmStageUnused(t *testing.T) {
+// launchWarm starts a warm stage of this test binary with no new
+// namespaces.
+func launchWarm(t *testing.T) (int, *os.File) {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +49,12 @@ func TestWarmStageUnused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pid, ctl
+}
+
+// A warm stage that is never used exits 0 as soon as its socket closes.
+func TestWarmStageUnused(t *testing.T) {
+	pid, ctl := launchWarm(t)
 	ctl.Close()
 	if st := wait(t, pid); !st.Exited() || st.ExitStatus() != 0 {
 		t.Errorf("unused warm stage: status %#x, want exit 0", st)
@@ -55,14 +63,7 @@ func TestWarmStageUnused(t *testing.T) {
 
 // Hand refuses a file list a stage cannot use, and the stage then exits.
 func TestWarmStageBadHand(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, ctl, err := isolation.LaunchWarm(self, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid, ctl := launchWarm(t)
 	f, _ := os.Open(os.DevNull)
 	defer f.Close()
 	if err := isolation.Hand(ctl, []*os.File{f, f, nil, f}); err == nil {
@@ -72,10 +73,7 @@ func TestWarmStageBadHand(t *testing.T) {
 		t.Errorf("warm stage after a refused hand: status %#x, want exit 0", st)
 	}
 	// A stage that is gone makes Hand fail.
-	pid, ctl, err = isolation.LaunchWarm(self, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid, ctl = launchWarm(t)
 	unix.Kill(pid, unix.SIGKILL)
 	wait(t, pid)
 	if err := isolation.Hand(ctl, []*os.File{f, f, f, f}); err == nil {
