@@ -22,6 +22,7 @@ type Client struct {
 	flags dbus.Flags
 
 	vl          *varlinkTransport // Varlink; nil over D-Bus
+	direct      bool              // WithDirectIO
 	interactive bool
 	transport   string // what New was asked for: TransportAuto, ...
 	socket      string // Varlink socket path New dials
@@ -56,6 +57,18 @@ func WithInteractive(on bool) Option {
 // default: the socket when it can be reached, else the bus). "" is auto.
 func WithTransport(t string) Option {
 	return func(c *Client) { c.transport = t }
+}
+
+// WithDirectIO makes the Varlink transport read and write its socket with
+// plain blocking system calls instead of through Go's network poller: a
+// call is then one write and one read that sleeps in the kernel until
+// porto answers, without the poller's setup (an epoll instance, an
+// eventfd, registrations) or its wake-up. That is cheaper for a
+// short-lived process making a few calls one after the other (portoctl);
+// a process with many concurrent calls should keep the default, as each
+// call in progress then holds an OS thread. It has no effect over D-Bus.
+func WithDirectIO(on bool) Option {
+	return func(c *Client) { c.direct = on }
 }
 
 // WithVarlinkSocket makes New dial path instead of $PORTO_VARLINK_SOCKET
@@ -101,7 +114,7 @@ func New(opts ...Option) (*Client, error) {
 }
 
 func (c *Client) useVarlink(socket string) error {
-	vl, err := newVarlinkTransport(context.Background(), socket)
+	vl, err := newVarlinkTransport(context.Background(), socket, c.direct)
 	if err != nil {
 		return varlinkDialError(socket, err)
 	}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/porto-dev/porto/api"
@@ -38,39 +40,106 @@ const varlinkIdle = 4
 // its duration; concurrent calls (and a long Wait) use more connections,
 // kept in a small pool.
 type varlinkTransport struct {
-	path string
+	path   string
+	direct bool // see WithDirectIO
 
 	mu     sync.Mutex
 	idle   []*vlConn
 	closed bool
 }
 
+// vlConn is one connection: a *net.UnixConn on Go's network poller, or
+// with WithDirectIO a blocking socket read and written with plain system
+// calls (an *os.File on a blocking descriptor bypasses the poller).
 type vlConn struct {
-	nc  *net.UnixConn
-	buf []byte // the call being sent
+	nc  *net.UnixConn // on the poller
+	f   *os.File      // direct
+	buf []byte        // the call being sent
 	// in holds what was read: in[off:] is not consumed yet. It grows to
 	// the largest reply, so that one is read in few large reads.
 	in  []byte
 	off int
 }
 
-func dialVarlink(ctx context.Context, path string) (*vlConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", path)
-	if err != nil {
+func dialVarlink(ctx context.Context, path string, direct bool) (*vlConn, error) {
+	if !direct {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, err
+		}
+		return &vlConn{nc: nc.(*net.UnixConn)}, nil
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &vlConn{nc: nc.(*net.UnixConn)}, nil
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, dialError(path, os.NewSyscallError("socket", err))
+	}
+	// Non-blocking, as net.Dial does: a connect to a socket whose backlog
+	// is full fails at once (EAGAIN) instead of blocking beyond ctx.
+	err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+	if err == nil {
+		err = syscall.SetNonblock(fd, false)
+	}
+	if err != nil {
+		syscall.Close(fd)
+		return nil, dialError(path, os.NewSyscallError("connect", err))
+	}
+	return &vlConn{f: os.NewFile(uintptr(fd), path)}, nil
+}
+
+// dialError is the error net.Dial returns.
+func dialError(path string, err error) error {
+	return &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
+}
+
+func (vc *vlConn) read(b []byte) (int, error) {
+	if vc.f != nil {
+		return vc.f.Read(b)
+	}
+	return vc.nc.Read(b)
+}
+
+func (vc *vlConn) write(b []byte) error {
+	var err error
+	if vc.f != nil {
+		_, err = vc.f.Write(b)
+	} else {
+		_, err = vc.nc.Write(b)
+	}
+	return err
+}
+
+// abort makes a read or write in progress on vc return at once; vc is
+// then unusable. A blocking descriptor has no deadline: it is shut down.
+func (vc *vlConn) abort() {
+	if vc.f == nil {
+		vc.nc.SetDeadline(time.Unix(1, 0))
+		return
+	}
+	if rc, err := vc.f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+	}
+}
+
+func (vc *vlConn) close() {
+	if vc.f != nil {
+		vc.f.Close()
+	} else {
+		vc.nc.Close()
+	}
 }
 
 // newVarlinkTransport connects once, so that an unreachable socket is
 // known at once; the connection is kept for the first call.
-func newVarlinkTransport(ctx context.Context, path string) (*varlinkTransport, error) {
-	vc, err := dialVarlink(ctx, path)
+func newVarlinkTransport(ctx context.Context, path string, direct bool) (*varlinkTransport, error) {
+	vc, err := dialVarlink(ctx, path, direct)
 	if err != nil {
 		return nil, err
 	}
-	return &varlinkTransport{path: path, idle: []*vlConn{vc}}, nil
+	return &varlinkTransport{path: path, direct: direct, idle: []*vlConn{vc}}, nil
 }
 
 func (t *varlinkTransport) get(ctx context.Context) (*vlConn, error) {
@@ -86,7 +155,7 @@ func (t *varlinkTransport) get(ctx context.Context) (*vlConn, error) {
 		return vc, nil
 	}
 	t.mu.Unlock()
-	vc, err := dialVarlink(ctx, t.path)
+	vc, err := dialVarlink(ctx, t.path, t.direct)
 	if err != nil {
 		return nil, varlinkDialError(t.path, err)
 	}
@@ -101,7 +170,7 @@ func (t *varlinkTransport) put(vc *vlConn) {
 	}
 	t.mu.Unlock()
 	if vc != nil {
-		vc.nc.Close()
+		vc.close()
 	}
 }
 
@@ -111,7 +180,7 @@ func (t *varlinkTransport) close() error {
 	t.idle, t.closed = nil, true
 	t.mu.Unlock()
 	for _, vc := range idle {
-		vc.nc.Close()
+		vc.close()
 	}
 	return nil
 }
@@ -134,16 +203,16 @@ func (t *varlinkTransport) call(ctx context.Context, method string, params func(
 	// deadline; such a connection is never reused.
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { vc.nc.SetDeadline(time.Unix(1, 0)) })
+		stop = context.AfterFunc(ctx, vc.abort)
 	}
 	if err := vc.send(method, params, false); err != nil {
 		stop()
-		vc.nc.Close()
+		vc.close()
 		return transportError(ctx, err)
 	}
 	rep, err := vc.recv(dec)
 	if !stop() || err != nil {
-		vc.nc.Close()
+		vc.close()
 		if err == nil {
 			err = ctx.Err()
 		}
@@ -172,8 +241,7 @@ func (vc *vlConn) send(method string, params func(*jwriter), more bool) error {
 	}
 	w.b = append(w.b, '}', 0)
 	vc.buf = w.b
-	_, err := vc.nc.Write(w.b)
-	return err
+	return vc.write(w.b)
 }
 
 // vlReply is what recv keeps of a reply.
@@ -222,7 +290,7 @@ func (vc *vlConn) readMsg() ([]byte, error) {
 			scanned -= vc.off
 			vc.in, vc.off = in, 0
 		}
-		n, err := vc.nc.Read(vc.in[len(vc.in):cap(vc.in)])
+		n, err := vc.read(vc.in[len(vc.in):cap(vc.in)])
 		vc.in = vc.in[:len(vc.in)+n]
 		if n == 0 && err != nil {
 			if errors.Is(err, io.EOF) {
@@ -341,14 +409,14 @@ func transportError(ctx context.Context, err error) *api.Error {
 
 // watch streams Watch's replies on a connection of its own.
 func (t *varlinkTransport) watch(ctx context.Context) (<-chan StateChange, error) {
-	vc, err := dialVarlink(ctx, t.path)
+	vc, err := dialVarlink(ctx, t.path, t.direct)
 	if err != nil {
 		return nil, varlinkDialError(t.path, err)
 	}
-	stop := context.AfterFunc(ctx, func() { vc.nc.Close() })
+	stop := context.AfterFunc(ctx, func() { vc.abort(); vc.close() })
 	fail := func(err error) (<-chan StateChange, error) {
 		stop()
-		vc.nc.Close()
+		vc.close()
 		return nil, err
 	}
 	if err := vc.send("Watch", nil, true); err != nil {
@@ -366,7 +434,7 @@ func (t *varlinkTransport) watch(ctx context.Context) (<-chan StateChange, error
 	go func() {
 		defer close(out)
 		defer stop()
-		defer vc.nc.Close()
+		defer vc.close()
 		for {
 			var name, state, path string
 			rep, err := vc.recv(func(r *jreader) {

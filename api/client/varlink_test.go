@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -120,9 +121,16 @@ func TestTransportChoice(t *testing.T) {
 }
 
 // A call whose context ends returns at once; the client keeps working.
+// Both ways of doing I/O: on the poller, and direct.
 func TestVarlinkCancel(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) { testVarlinkCancel(t, WithDirectIO(direct)) })
+	}
+}
+
+func testVarlinkCancel(t *testing.T, opts ...Option) {
 	silent := fakeVarlink(t, "")
-	c, err := NewVarlink(silent)
+	c, err := NewVarlink(silent, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +147,7 @@ func TestVarlinkCancel(t *testing.T) {
 	}
 	// Errors from the daemon come back as *api.Error.
 	bad := fakeVarlink(t, `{"error":"io.porto.Manager.ContainerDoesNotExist","parameters":{"message":"no x"}}`)
-	c2, err := NewVarlink(bad)
+	c2, err := NewVarlink(bad, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,5 +156,55 @@ func TestVarlinkCancel(t *testing.T) {
 		if err := c2.Start(context.Background(), "x"); api.CodeOf(err) != api.ContainerDoesNotExist || api.AsError(err).Message() != "no x" {
 			t.Fatalf("Start = %v", err)
 		}
+	}
+	// Concurrent calls each get a connection; a long reply arrives whole.
+	long := strings.Repeat("x", 100<<10)
+	big := fakeVarlink(t, `{"parameters":{"value":"`+long+`"}}`)
+	c3, err := NewVarlink(big, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 5 {
+				v, err := c3.GetProperty(context.Background(), "c", "stdout")
+				if err == nil && v != long {
+					err = fmt.Errorf("got %d bytes", len(v))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A Watch stream ends when its context does.
+	wctx, wcancel := context.WithCancel(context.Background())
+	ws := fakeVarlink(t, `{"parameters":{},"continues":true}`)
+	c4, err := NewVarlink(ws, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c4.Close()
+	ch, err := c4.Watch(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Fatal("event from a silent stream")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Watch did not end with its context")
 	}
 }
