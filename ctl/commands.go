@@ -2,6 +2,7 @@ package ctl
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -305,13 +306,15 @@ func (x *CLI) getAll(name string) int {
 	if r, ok := byKey["state"]; ok && r.Err != nil {
 		return x.fail("get property", r.Err)
 	}
+	var out strings.Builder // one write for the whole listing
 	for _, k := range keys {
 		r, ok := byKey[k]
 		if !ok || r.Err != nil {
 			continue
 		}
-		printValue(x.Stdout, k+" = "+listingValue(k, r.Value))
+		printValue(&out, k+" = "+listingValue(k, r.Value))
 	}
+	io.WriteString(x.Stdout, out.String())
 	return ExitOK
 }
 
@@ -512,11 +515,12 @@ var cmdProperties = &command{
 				names = append(names, p.Name)
 			}
 			w := fieldWidth(names, 0) + 1
+			var out strings.Builder // one write for the whole listing
 			for _, section := range []struct {
 				title string
 				data  bool
 			}{{"Properties:", false}, {"Data:", true}} {
-				fmt.Fprintln(x.Stdout, section.title)
+				fmt.Fprintln(&out, section.title)
 				for _, p := range props {
 					if p.ReadOnly != section.data {
 						continue
@@ -525,12 +529,13 @@ var cmdProperties = &command{
 					if p.Dynamic && !p.ReadOnly {
 						d += " (dynamic)"
 					}
-					fmt.Fprintf(x.Stdout, "  %-*s%s\n", w, p.Name, d)
+					fmt.Fprintf(&out, "  %-*s%s\n", w, p.Name, d)
 				}
 				if !section.data {
-					fmt.Fprintln(x.Stdout)
+					fmt.Fprintln(&out)
 				}
 			}
+			io.WriteString(x.Stdout, out.String())
 			return ExitOK
 		}
 	},

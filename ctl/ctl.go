@@ -248,10 +248,10 @@ func (c *CLI) ctx() context.Context { return context.Background() }
 // printValue writes v and a newline, unless v already ends with one (the
 // stdout and stderr data are printed as the file content is).
 func printValue(w io.Writer, v string) {
-	io.WriteString(w, v)
 	if !strings.HasSuffix(v, "\n") {
-		io.WriteString(w, "\n")
+		v += "\n" // one write, not two
 	}
+	io.WriteString(w, v)
 }
 
 type runFunc func(c *CLI, args []string) int
