@@ -25,7 +25,8 @@ import (
 //
 // The Go runtime allows a locked thread to have kernel state of its own
 // (it creates new threads from a template thread, never from a locked
-// one). The runtime's own descriptors (its netpoll epoll and eventfd,
+// one). The thread is never the main one, whose table /proc/self/fd
+// shows. The runtime's own descriptors (its netpoll epoll and eventfd,
 // which it may use on any thread) are kept in the private table under the
 // same numbers; the poller is initialised before the table is copied.
 type pidWatch struct {
@@ -106,6 +107,17 @@ func (w *pidWatch) run(started chan<- error) {
 	// Never unlocked: the thread, with its private file table, ends with
 	// this goroutine.
 	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		// The main thread: its table is what /proc/self/fd shows to every
+		// thread, and it never ends. Hold it while another goroutine,
+		// which therefore gets another thread, sets up the watch.
+		next := make(chan error, 1)
+		go w.run(next)
+		err := <-next
+		runtime.UnlockOSThread()
+		started <- err
+		return
+	}
 	epfd, err := privateFileTable()
 	if err != nil {
 		started <- err

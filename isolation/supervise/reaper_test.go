@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -541,5 +542,26 @@ func TestPidWatchPrivateTable(t *testing.T) {
 	w.watch(1 << 30) // no such pid
 	if r := w.poll(); len(r) != 1 || r[0].kind != watchFailed {
 		t.Fatalf("poll after a failed watch: %v", r)
+	}
+}
+
+// The watcher never takes the main thread (whose table /proc/self/fd shows
+// to every thread), even when it is the one free.
+func TestPidWatchNotOnMainThread(t *testing.T) {
+	main := "/proc/self/task/" + strconv.Itoa(os.Getpid()) + "/fd/"
+	for range 20 {
+		w, err := newPidWatch()
+		if err != nil {
+			t.Skip(err)
+		}
+		w.watch(startSh(t, "exec sleep 100"))
+		w.poll()
+		ents, _ := os.ReadDir(main)
+		for _, e := range ents {
+			if l, _ := os.Readlink(main + e.Name()); l == "anon_inode:[pidfd]" {
+				t.Fatalf("a pidfd in the main thread's table (fd %s)", e.Name())
+			}
+		}
+		w.stop()
 	}
 }
