@@ -331,6 +331,8 @@ func (c *Client) Get(ctx context.Context, names, keys []string) ([]api.GetResult
 func (c *Client) vlGet(ctx context.Context, names, keys []string) ([]api.GetResult, error) {
 	out := make([]api.GetResult, 0, len(names)*len(keys))
 	var cts, words interner
+	var last *api.Error // the last cell's error, from lastName and lastMsg
+	var lastName, lastMsg string
 	err := c.vl.call(ctx, api.MethodGet, func(w *jwriter) {
 		w.strs("names", names)
 		w.strs("keys", keys)
@@ -361,7 +363,14 @@ func (c *Client) vlGet(ctx context.Context, names, keys []string) ([]api.GetResu
 					}
 				})
 				if errName != "" {
-					res.Err = varlinkErrorMsg(errName, msg, "")
+					// Cells that fail alike (time of every stopped
+					// container) share one error.
+					if last != nil && lastName == errName && lastMsg == msg {
+						res.Err = last
+					} else {
+						res.Err = varlinkErrorMsg(errName, msg, "")
+						last, lastName, lastMsg = res.Err, errName, msg
+					}
 				}
 				out = append(out, res)
 			})

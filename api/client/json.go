@@ -233,7 +233,16 @@ func (r *jreader) rawString() (raw []byte, slow bool) {
 	r.i++ // the opening quote
 	start := r.i
 	for r.i < len(r.b) {
-		c := r.b[r.i]
+		// The common bytes in a tight loop, the others below.
+		b, i := r.b, r.i
+		for i < len(b) && plain[b[i]] {
+			i++
+		}
+		r.i = i
+		if i == len(b) {
+			break
+		}
+		c := b[i]
 		switch {
 		case c == '"':
 			raw = r.b[start:r.i]
@@ -278,6 +287,15 @@ func (r *jreader) rawString() (raw []byte, slow bool) {
 	r.fail()
 	return nil, false
 }
+
+// plain are the bytes that stand for themselves in a JSON string:
+// printable ASCII but the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'

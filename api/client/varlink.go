@@ -283,8 +283,11 @@ func (vc *vlConn) readMsg() ([]byte, error) {
 			vc.in, vc.off, scanned = vc.in[:0], 0, 0
 		}
 		if cap(vc.in)-len(vc.in) < 4<<10 {
-			// Grow (moving the pending bytes to the front).
-			n := max(16<<10, 2*(len(vc.in)-vc.off))
+			// Grow (moving the pending bytes to the front), by 4: a large
+			// reply is read in few reads and copied little. Only the
+			// pages read into are touched, so a fresh buffer larger than
+			// a small reply costs little.
+			n := max(64<<10, 4*(len(vc.in)-vc.off))
 			in := make([]byte, len(vc.in)-vc.off, len(vc.in)-vc.off+n)
 			copy(in, vc.in[vc.off:])
 			scanned -= vc.off
