@@ -12,6 +12,7 @@ import (
 )
 
 func main() {
+	tuneMemory(os.Args)
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case isolation.StageArg:
