@@ -49,6 +49,7 @@ func (c *fakeCgroups) Thaw(string) error                 { return nil }
 func (c *fakeCgroups) Frozen(string) (bool, error)       { return false, nil }
 func (c *fakeCgroups) Apply(string, units.Limits) error  { return nil }
 func (c *fakeCgroups) Stats(string) (units.Stats, error) { return units.Stats{}, nil }
+func (c *fakeCgroups) OOMKills(string) (uint64, error)   { return 0, nil }
 func (c *fakeCgroups) Remove(name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
