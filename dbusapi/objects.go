@@ -358,6 +358,9 @@ func (s *Server) emitStateChanged(name, state string) {
 func (s *Server) applyEvent(ev service.Event) {
 	s.objMu.Lock()
 	defer s.objMu.Unlock()
+	if s.ctx.Err() != nil {
+		return // closed: Close has withdrawn the objects
+	}
 	if ev.Destroyed {
 		s.removeLocked(ev.Name)
 		return
@@ -387,6 +390,9 @@ func (s *Server) refreshObject(name string) {
 	}
 	s.objMu.Lock()
 	defer s.objMu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
 	s.propMu.RLock()
 	_, ok := s.props[name]
 	s.propMu.RUnlock()
@@ -419,6 +425,9 @@ func (s *Server) resync() error {
 	}
 	s.objMu.Lock()
 	defer s.objMu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil // closed
+	}
 	listed := make(map[string]bool, len(names))
 	for _, name := range names {
 		listed[name] = true
