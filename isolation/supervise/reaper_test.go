@@ -27,13 +27,31 @@ func startSh(t *testing.T, script string) int {
 	}
 	pid := p.Pid
 	p.Release()
-	t.Cleanup(func() {
-		syscall.Kill(-pid, syscall.SIGKILL)
-		syscall.Kill(pid, syscall.SIGKILL)
-		var ws syscall.WaitStatus
-		syscall.Wait4(pid, &ws, 0, nil)
-	})
+	t.Cleanup(func() { killChild(pid) })
 	return pid
+}
+
+// cpuTime is the CPU time (user and system) of the whole process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// killChild kills and reaps pid and its process group, only if pid is
+// still an unreaped child of the test (a reaped pid may belong to anyone
+// by now).
+func killChild(pid int) {
+	if pid <= 0 {
+		panic("killChild: bad pid")
+	}
+	if _, _, err := peekZombie(pid); err != nil {
+		return
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	var ws syscall.WaitStatus
+	syscall.Wait4(pid, &ws, 0, nil)
 }
 
 func TestPeekZombieStatus(t *testing.T) {
@@ -213,7 +231,7 @@ func TestLocal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL); syscall.Kill(pid, syscall.SIGKILL); reap(pid) })
+		t.Cleanup(func() { killChild(pid) })
 		return pid
 	}
 	wantExit := func(pid, status int) {
@@ -563,5 +581,89 @@ func TestPidWatchNotOnMainThread(t *testing.T) {
 			}
 		}
 		w.stop()
+	}
+}
+
+// BenchmarkTrackerExit measures learning one exit (the check a SIGCHLD
+// makes) among 1000 running known children, with pidfds and without them
+// (every child asked, the cost of every SIGCHLD before pidfds).
+//
+//	go test -run XXX -bench TrackerExit ./isolation/supervise/
+func BenchmarkTrackerExit(b *testing.B) {
+	for _, mode := range []string{"pidfd", "nopidfd"} {
+		b.Run(mode, func(b *testing.B) {
+			const running = 1000
+			tr := newTracker()
+			defer tr.close()
+			if mode == "nopidfd" {
+				tr.close() // every check is a full scan, as before pidfds
+			} else if tr.w == nil {
+				b.Skip("no pidfd watch here")
+			}
+			live := make(map[int]bool) // our children not yet reaped
+			start := func() int {
+				seq := tr.beginSpawn()
+				p, err := os.StartProcess("/bin/sleep", []string{"sleep", "1000"}, &os.ProcAttr{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				pid := p.Pid // before Release, which sets it to -1
+				p.Release()
+				if pid <= 0 {
+					panic("bad pid") // never kill(-1) or kill(0)
+				}
+				tr.endSpawn(seq, pid)
+				live[pid] = true
+				return pid
+			}
+			defer func() {
+				for pid := range live {
+					if pid > 0 {
+						syscall.Kill(pid, syscall.SIGKILL)
+						var ws syscall.WaitStatus
+						syscall.Wait4(pid, &ws, 0, nil)
+					}
+				}
+			}()
+			var pids []int
+			for range running {
+				pids = append(pids, start())
+			}
+			tr.children = func() ([]int, error) { return listChildren() }
+			tr.scan(0)
+			b.ResetTimer()
+			var learn, cpu time.Duration
+			scans := tr.fullScans
+			for i := range b.N {
+				b.StopTimer()
+				victim := pids[i%running]
+				if victim <= 0 || !live[victim] {
+					panic("bad victim")
+				}
+				syscall.Kill(victim, syscall.SIGKILL)
+				for {
+					if st, _ := procStat(victim); st == "Z" {
+						break
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+				b.StartTimer()
+				t0, c0 := time.Now(), cpuTime()
+				var got []isolation.Exit
+				got, _, _ = tr.check(0)
+				learn += time.Since(t0)
+				cpu += cpuTime() - c0
+				for _, e := range got {
+					tr.ack(e.Pid)
+					delete(live, e.Pid)
+				}
+				b.StopTimer()
+				pids[i%running] = start()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(learn.Microseconds())/float64(b.N), "µs/learn")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/learn")
+			b.ReportMetric(float64(tr.fullScans-scans)/float64(b.N), "fullscans/learn")
+		})
 	}
 }
