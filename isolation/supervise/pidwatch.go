@@ -5,8 +5,9 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,7 +22,11 @@ import (
 // stage, a warm stage, a worker) copies the forking thread's table and its
 // exec closes the copies again, about 50 ns per descriptor: 3000 pidfds in
 // the shared table would add 0.15 ms to every spawn. Only the watcher's
-// thread touches those descriptors; other goroutines send it requests.
+// thread opens and closes them, on request. The epoll set itself was
+// created before the table was unshared, so it is in both tables: poll
+// waits on it from the caller's thread, without a round trip to the
+// watcher (the set refers to the pidfds' files, not to their numbers).
+// Each pidfd is registered EPOLLONESHOT: it is reported once, then closed.
 //
 // The Go runtime allows a locked thread to have kernel state of its own
 // (it creates new threads from a template thread, never from a locked
@@ -30,7 +35,12 @@ import (
 // which it may use on any thread) are kept in the private table under the
 // same numbers; the poller is initialised before the table is copied.
 type pidWatch struct {
-	reqs chan watchReq
+	epfd        int // in the process's table and in the watcher's
+	reqs        chan watchReq
+	unconfirmed atomic.Int64 // watch requests the watcher has not served yet
+	mu          sync.Mutex
+	failed      []int // watches that failed, for the next poll
+	evs         []unix.EpollEvent
 }
 
 type watchOp int
@@ -38,14 +48,14 @@ type watchOp int
 const (
 	opWatch   watchOp = iota // open a pidfd for pid
 	opUnwatch                // close the pidfd of pid
-	opPoll                   // report the pidfds that became readable
+	opSync                   // reply once every earlier request is served
 	opStop                   // end the watcher (its thread and pidfds)
 )
 
 type watchReq struct {
 	op    watchOp
 	pid   int
-	reply chan []watchResult
+	reply chan struct{}
 }
 
 type watchKind int
@@ -76,32 +86,86 @@ func newPidWatch() (*pidWatch, error) {
 		r.Close()
 		w.Close()
 	}
-	w := &pidWatch{reqs: make(chan watchReq, 4096)}
+	fd, err := unix.PidfdOpen(os.Getpid(), 0) // a probe (Linux 5.3)
+	if err != nil {
+		return nil, errors.Join(errNoWatch, err)
+	}
+	unix.Close(fd)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	w := &pidWatch{epfd: epfd, reqs: make(chan watchReq, 4096), evs: make([]unix.EpollEvent, 256)}
 	started := make(chan error, 1)
 	go w.run(started)
 	if err := <-started; err != nil {
+		unix.Close(epfd)
 		return nil, err
 	}
 	return w, nil
 }
 
-// watch asks for a pidfd of pid; a failure is reported by the next poll.
-func (w *pidWatch) watch(pid int) { w.reqs <- watchReq{op: opWatch, pid: pid} }
+// watch asks for a pidfd of pid; a failure is reported by a later poll.
+func (w *pidWatch) watch(pid int) {
+	w.unconfirmed.Add(1)
+	w.reqs <- watchReq{op: opWatch, pid: pid}
+}
 
 // unwatch closes the pidfd of pid, if any.
 func (w *pidWatch) unwatch(pid int) { w.reqs <- watchReq{op: opUnwatch, pid: pid} }
 
 // poll returns every watched pid whose pidfd became readable (they are no
-// longer watched) and every watch that failed since the last poll.
-// Requests are served in order: a poll sees every earlier watch.
+// longer watched) and every watch that failed. It sees every earlier
+// watch: if some are not served yet, it waits for the watcher first.
+// Not safe for concurrent use (the tracker's lock serialises it).
 func (w *pidWatch) poll() []watchResult {
-	reply := make(chan []watchResult, 1)
-	w.reqs <- watchReq{op: opPoll, reply: reply}
-	return <-reply
+	if w.unconfirmed.Load() > 0 {
+		reply := make(chan struct{})
+		w.reqs <- watchReq{op: opSync, reply: reply}
+		<-reply
+	}
+	var out []watchResult
+	w.mu.Lock()
+	for _, pid := range w.failed {
+		out = append(out, watchResult{pid: pid, kind: watchFailed})
+	}
+	w.failed = w.failed[:0]
+	w.mu.Unlock()
+	for {
+		n, err := unix.EpollWait(w.epfd, w.evs, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			break
+		}
+		for _, ev := range w.evs[:n] {
+			pid := int(ev.Fd)
+			// The pid is still our child (only the tracker reaps it, after
+			// this), so P_PID asks the very process.
+			status, zombie, err := peekZombie(pid)
+			switch {
+			case err != nil:
+				out = append(out, watchResult{pid: pid, kind: watchGone})
+			case zombie:
+				out = append(out, watchResult{pid: pid, kind: watchExited, status: status})
+			default:
+				out = append(out, watchResult{pid: pid, kind: watchAlive})
+			}
+			w.unwatch(pid) // reported once (EPOLLONESHOT); close it
+		}
+		if n < len(w.evs) {
+			break
+		}
+	}
+	return out
 }
 
 // stop ends the watcher; its pidfds close with its thread.
-func (w *pidWatch) stop() { w.reqs <- watchReq{op: opStop} }
+func (w *pidWatch) stop() {
+	w.reqs <- watchReq{op: opStop}
+	unix.Close(w.epfd)
+}
 
 func (w *pidWatch) run(started chan<- error) {
 	// Never unlocked: the thread, with its private file table, ends with
@@ -118,23 +182,13 @@ func (w *pidWatch) run(started chan<- error) {
 		started <- err
 		return
 	}
-	epfd, err := privateFileTable()
-	if err != nil {
+	if err := privateFileTable(w.epfd); err != nil {
 		started <- err
 		return
 	}
-	// A probe: pidfd_open and waitid(P_PIDFD) must work (Linux 5.4).
-	fd, err := unix.PidfdOpen(os.Getpid(), 0)
-	if err != nil {
-		started <- errors.Join(errNoWatch, err)
-		return
-	}
-	unix.Close(fd)
 	started <- nil
 
 	fds := make(map[int]int) // pid -> pidfd
-	var failed []watchResult
-	evs := make([]unix.EpollEvent, 256)
 	for req := range w.reqs {
 		switch req.op {
 		case opWatch:
@@ -144,79 +198,37 @@ func (w *pidWatch) run(started chan<- error) {
 			}
 			fd, err := unix.PidfdOpen(req.pid, 0)
 			if err == nil {
-				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(req.pid)}
-				if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+				ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(req.pid)}
+				if err = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 					unix.Close(fd)
 				}
 			}
-			if err != nil {
-				failed = append(failed, watchResult{pid: req.pid, kind: watchFailed})
-				continue
+			if err == nil {
+				fds[req.pid] = fd
+			} else {
+				w.mu.Lock()
+				w.failed = append(w.failed, req.pid)
+				w.mu.Unlock()
 			}
-			fds[req.pid] = fd
+			w.unconfirmed.Add(-1)
 		case opUnwatch:
 			if fd, ok := fds[req.pid]; ok {
-				unix.Close(fd)
+				unix.Close(fd) // (the last reference: it leaves the set)
 				delete(fds, req.pid)
 			}
-		case opPoll:
-			out := failed
-			failed = nil
-			for {
-				n, err := unix.EpollWait(epfd, evs, 0)
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil {
-					break
-				}
-				for _, ev := range evs[:n] {
-					pid := int(ev.Fd)
-					fd, ok := fds[pid]
-					if !ok {
-						continue
-					}
-					out = append(out, peekPidfd(fd, pid))
-					// Closing the last reference removes it from the set.
-					unix.Close(fd)
-					delete(fds, pid)
-				}
-				if n < len(evs) {
-					break
-				}
-			}
-			req.reply <- out
+		case opSync:
+			close(req.reply)
 		case opStop:
 			return
 		}
 	}
 }
 
-// peekPidfd looks at the process of a readable pidfd without reaping it.
-func peekPidfd(fd, pid int) watchResult {
-	var info sigchldInfo
-	var err error
-	for {
-		err = unix.Waitid(unix.P_PIDFD, fd, (*unix.Siginfo)(unsafe.Pointer(&info)),
-			unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	switch {
-	case err != nil:
-		return watchResult{pid: pid, kind: watchGone}
-	case info.Pid == 0:
-		return watchResult{pid: pid, kind: watchAlive}
-	}
-	return watchResult{pid: pid, kind: watchExited, status: waitStatus(info.Code, info.Status)}
-}
-
 // privateFileTable gives the calling (locked) thread a file table of its
-// own holding only stdio and the runtime's poller, and an epoll set in it.
-func privateFileTable() (int, error) {
+// own holding only stdio, the runtime's poller and keep.
+func privateFileTable(keep int) error {
 	if err := unix.Unshare(unix.CLONE_FILES); err != nil {
-		return -1, errors.Join(errNoWatch, err)
+		return errors.Join(errNoWatch, err)
 	}
 	// The copies would keep the process's files open (a socket closed by
 	// another thread would never see its peer get EOF): close them. On an
@@ -224,7 +236,7 @@ func privateFileTable() (int, error) {
 	dir := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/fd"
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, err
+		return err
 	}
 	var fds []int
 	buf := make([]byte, 8192)
@@ -235,7 +247,7 @@ func privateFileTable() (int, error) {
 		}
 		if err != nil {
 			unix.Close(dfd)
-			return -1, err
+			return err
 		}
 		if n <= 0 {
 			break
@@ -243,7 +255,7 @@ func privateFileTable() (int, error) {
 		var names []string
 		_, _, names = syscall.ParseDirent(buf[:n], -1, names)
 		for _, name := range names {
-			if fd, err := strconv.Atoi(name); err == nil && fd > 2 && fd != dfd {
+			if fd, err := strconv.Atoi(name); err == nil && fd > 2 && fd != dfd && fd != keep {
 				fds = append(fds, fd)
 			}
 		}
@@ -260,9 +272,5 @@ func privateFileTable() (int, error) {
 		}
 		unix.Close(fd)
 	}
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return -1, err
-	}
-	return epfd, nil
+	return nil
 }
