@@ -343,6 +343,7 @@ func (c *Client) vlGet(ctx context.Context, names, keys []string) ([]api.GetResu
 				r.skip()
 				return
 			}
+			out = out[:0] // a repeated member replaces the first, as in encoding/json
 			r.array(func() {
 				var res api.GetResult
 				var errName, msg string
@@ -424,6 +425,7 @@ func (c *Client) ListProperties(ctx context.Context) ([]api.PropertyInfo, error)
 					r.skip()
 					return
 				}
+				ps = ps[:0]
 				r.array(func() {
 					var p prop
 					r.object(func(key []byte) {
