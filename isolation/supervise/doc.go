@@ -68,11 +68,12 @@
 // in an epoll set (pidwatch.go; the pidfds live in a private file table of
 // one locked thread, so that forks do not copy them), and a SIGCHLD asks
 // only the children whose pidfd became readable. The full scan above runs
-// at start (an upgraded master rebuilds its pidfds there), once a second,
-// and on a SIGCHLD that no readable pidfd explains while some zombie
-// exists (an orphan not seen alive, a child of a launch in flight) or that
-// came with several exits. Without pidfds (old kernels) every SIGCHLD
-// scans in full, as before.
+// at start (an upgraded master rebuilds its pidfds there), every ten
+// seconds, on a once-a-second tick that finds some zombie, and on a
+// SIGCHLD that no readable pidfd explains while some zombie exists (an
+// orphan not seen alive, a child of a launch in flight) or that came with
+// several exits. Without pidfds (old kernels) every SIGCHLD scans in full,
+// as before.
 //
 // A launch's reply always precedes the exit of the pid it returns: a
 // zombie whose pid is not yet known is held back until every launch that

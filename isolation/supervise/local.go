@@ -101,28 +101,23 @@ func (l *Local) Close() error {
 	return nil
 }
 
-// watch learns the exits: a full scan at start and on every tick, the
-// pidfds that became readable on SIGCHLD (see tracker).
+// watch learns the exits: a full scan at start, then a check on SIGCHLD
+// and a tick every scanInterval (see tracker).
 func (l *Local) watch() {
 	tick := time.NewTicker(scanInterval)
 	defer tick.Stop()
 	defer l.t.close()
-	full := true
+	sweep := l.t.scan
 	for {
-		var released []isolation.Exit
-		if full {
-			released, _, _ = l.t.scan(0)
-		} else {
-			released, _, _ = l.t.check(0)
-		}
+		released, _, _ := sweep(0)
 		for _, e := range released {
 			l.queue.push(e)
 		}
 		select {
 		case <-l.chld:
-			full = false
+			sweep = l.t.check
 		case <-tick.C:
-			full = true
+			sweep = l.t.tick
 		case <-l.done:
 			return
 		}

@@ -229,7 +229,7 @@ func RunMaster(opts MasterOptions) error {
 			case <-chld:
 				m.check()
 			case <-tick.C:
-				m.scan()
+				m.tick()
 				m.checkOrphan()
 			case <-fastC:
 			case s := <-term:
@@ -517,27 +517,23 @@ func (m *master) disconnect(w *worker) {
 }
 
 // scan learns exits of children and of the worker, asking every child
-// (at start and on the periodic tick).
-func (m *master) scan() { m.sweep(true) }
+// (at start).
+func (m *master) scan() { m.sweep(m.t.scan) }
 
 // check learns exits on SIGCHLD: it asks the children whose pidfd became
 // readable and scans in full only when they do not explain the signal
 // (see tracker).
-func (m *master) check() { m.sweep(false) }
+func (m *master) check() { m.sweep(m.t.check) }
 
-func (m *master) sweep(full bool) {
+// tick is the periodic sweep (see tracker.tick).
+func (m *master) tick() { m.sweep(m.t.tick) }
+
+func (m *master) sweep(how func(special int) ([]isolation.Exit, specialState, int)) {
 	special := 0
 	if m.w != nil {
 		special = m.w.pid
 	}
-	var released []isolation.Exit
-	var sp specialState
-	var status int
-	if full {
-		released, sp, status = m.t.scan(special)
-	} else {
-		released, sp, status = m.t.check(special)
-	}
+	released, sp, status := how(special)
 	switch sp {
 	case specialDead:
 		m.workerDied(status, true)

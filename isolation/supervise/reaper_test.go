@@ -404,6 +404,41 @@ func TestTrackerCheckFindsOrphans(t *testing.T) {
 	tr.ack(seen)
 }
 
+// The tick scans in full only if some zombie exists, and every
+// scanEvery ticks.
+func TestTrackerTick(t *testing.T) {
+	tr := newTestTracker(t)
+	needWatch(t, tr)
+	var pids []int
+	tr.children = onlyPids(&pids)
+	spawnKnown(t, tr, &pids, "exec sleep 100")
+	tr.scan(0)
+	if anyZombie() {
+		t.Skip("the test process has a zombie child it does not know")
+	}
+	base := tr.fullScans
+	for range scanEvery - 1 {
+		tr.tick(0)
+	}
+	if tr.fullScans != base {
+		t.Fatalf("%d full scans in %d ticks without zombies", tr.fullScans-base, scanEvery-1)
+	}
+	tr.tick(0)
+	if tr.fullScans != base+1 {
+		t.Fatalf("no full scan at tick %d", scanEvery)
+	}
+	// An orphan zombie (its SIGCHLD taken for another exit's): the next
+	// tick finds it.
+	o := startSh(t, "exit 5")
+	pids = append(pids, o)
+	waitState(t, o, "Z")
+	got, _, _ := tr.tick(0)
+	if len(got) != 1 || got[0] != (isolation.Exit{Pid: o, Status: 5 << 8}) {
+		t.Fatalf("tick released %v, want the orphan %d", got, o)
+	}
+	tr.ack(o)
+}
+
 // A child that exited before its spawn completed is found by endSpawn
 // even when its SIGCHLD went to a check explained by another exit.
 func TestTrackerEndSpawnOfZombie(t *testing.T) {
