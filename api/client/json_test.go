@@ -36,7 +36,7 @@ func checkAppendString(t *testing.T, s string) {
 
 // The reader's strings are encoding/json's.
 func TestReaderString(t *testing.T) {
-	texts := []string{`"a\u00e9\ud83d\ude00"`, `"lone \ud800 x"`, `"\/\"\\"`, `"\u0041"`, "\"raw \xff\""}
+	texts := []string{`"a\u00e9\ud83d\ude00"`, `"lone \ud800 x"`, `"\ud800\u0041"`, `"\udc00"`, `"end \ud83d"`, `"\ud83d\ud83d\ude00"`, "\"\xed\xa0\x80\"", `"\/\"\\"`, `"\u0041"`, "\"raw \xff\""}
 	for _, s := range jsonStrings {
 		b, _ := json.Marshal(s)
 		texts = append(texts, string(b))
