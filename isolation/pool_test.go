@@ -2,8 +2,8 @@ package isolation_test
 
 import (
 	"os"
-	"time"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 

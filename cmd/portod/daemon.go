@@ -151,7 +151,13 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 	}
 	var err error
 	if supFd >= 0 {
-		sp, err = supervise.Dial(supFd)
+		var c *supervise.Client
+		if c, err = supervise.Dial(supFd); err == nil {
+			if werr := c.EnableWarmStages(cfg.StagePool); werr != nil {
+				log.Warn("no warm isolation stages", "err", werr)
+			}
+			sp = c
+		}
 	} else {
 		self, _ := os.Executable()
 		sp, err = supervise.NewLocal(self)

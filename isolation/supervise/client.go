@@ -26,6 +26,7 @@ type Client struct {
 	waiting map[uint64]chan *message
 	lost    error // set once the connection is gone
 	done    chan struct{}
+	pool    *warmPool // nil: no warm stages (EnableWarmStages)
 }
 
 // Dial wraps fd, the worker's end of the socket its master created (fd 3,
@@ -79,6 +80,9 @@ func newClient(uc *net.UnixConn, peer int) *Client {
 // caller keeps and closes its own. The returned error is a *SpawnError
 // when the launch failed, or wraps ErrLost when the master is gone.
 func (c *Client) Spawn(spec isolation.LaunchSpec, files []*os.File) (int, error) {
+	if pid := c.spawnWarm(spec, files); pid > 0 {
+		return pid, nil
+	}
 	ch := make(chan *message, 1)
 	c.mu.Lock()
 	if c.lost != nil {
@@ -177,6 +181,7 @@ func (c *Client) fail(cause error) error {
 		c.lost = fmt.Errorf("%w: %v", ErrLost, cause)
 		close(c.done)
 		c.conn.Close()
+		c.closePoolLocked()
 	}
 	return c.lost
 }
@@ -186,7 +191,11 @@ func (c *Client) read() {
 	oob := make([]byte, oobSize)
 	for {
 		m, files, err := readMsg(c.conn, buf, oob)
-		closeFiles(files) // the master never sends fds
+		if err == nil && m.Op == opWarmed {
+			c.warmed(m, files)
+			continue
+		}
+		closeFiles(files) // only warm stages come with an fd
 		if err != nil {
 			var pe *protoError
 			if errors.As(err, &pe) {

@@ -43,9 +43,8 @@ type MasterOptions struct {
 	Log *slog.Logger
 	// Launch replaces isolation.Launch (tests). Default: isolation.Launch.
 	Launch LaunchFunc
-	// StagePool is how many warm isolation stages the master keeps ready
-	// for each set of clone flags in recent use (see pool.go); 0 keeps
-	// none and every spawn starts its stage cold.
+	// StagePool > 0 lets the worker ask for warm isolation stages (see
+	// pool.go); 0 refuses them and every spawn starts its stage cold.
 	StagePool int
 }
 
@@ -87,9 +86,8 @@ type event struct {
 	id    uint64
 	pid   int
 	// evWarm
-	flags    uintptr
-	ctl      *os.File
-	mountGen uint64
+	flags uintptr
+	ctl   *os.File
 }
 
 type worker struct {
@@ -112,17 +110,16 @@ type spawnReq struct {
 }
 
 type master struct {
-	opts    MasterOptions
-	log     *slog.Logger
-	launch  LaunchFunc
-	t       *tracker
-	events  chan event
-	w       *worker
-	gen     int
-	reqs    map[uint64]spawnReq // by tracker sequence number
-	backoff time.Duration
-	pool    *stagePool   // nil: no warm stages
-	own     map[int]bool // warm stages not handed out: their exits are ours
+	opts         MasterOptions
+	log          *slog.Logger
+	launch       LaunchFunc
+	t            *tracker
+	events       chan event
+	w            *worker
+	gen          int
+	reqs         map[uint64]spawnReq // by tracker sequence number
+	backoff      time.Duration
+	warmInflight int // warm stage launches not finished
 
 	restart   *time.Timer
 	stopping  bool
@@ -136,9 +133,8 @@ type takeoverState struct {
 	FD        int      `json:"fd"`         // master end of the socket, -1 if none
 	WorkerPid int      `json:"worker_pid"` // 0 if none
 	Gen       int      `json:"gen"`
-	Unsent    [][]byte `json:"unsent,omitempty"`  // datagrams not yet written
-	Lost      []uint64 `json:"lost,omitempty"`    // spawn ids still in flight
-	Discard   []int    `json:"discard,omitempty"` // warm stages to reap silently
+	Unsent    [][]byte `json:"unsent,omitempty"` // datagrams not yet written
+	Lost      []uint64 `json:"lost,omitempty"`   // spawn ids still in flight
 }
 
 // RunMaster runs the supervisor master until SIGTERM or SIGINT (then it
@@ -153,7 +149,6 @@ func RunMaster(opts MasterOptions) error {
 		events:  make(chan event, 256),
 		reqs:    make(map[uint64]spawnReq),
 		backoff: restartMin,
-		own:     make(map[int]bool),
 	}
 	defer m.t.close()
 	if m.log == nil {
@@ -192,13 +187,6 @@ func RunMaster(opts MasterOptions) error {
 	defer signal.Stop(term)
 	defer signal.Stop(hup)
 
-	if opts.StagePool > 0 {
-		p, err := newStagePool(opts.StagePool)
-		if err != nil {
-			m.log.Warn("supervisor: no warm isolation stages", "err", err)
-		}
-		m.pool = p
-	}
 	if opts.Takeover != "" {
 		if err := m.adopt(opts.Takeover); err != nil {
 			m.log.Error("supervisor: takeover failed, starting a new worker", "err", err)
@@ -455,16 +443,12 @@ func (m *master) handleMsg(ev event) {
 			return
 		}
 		spec := *ev.msg.Spec
-		if pid := m.takeWarm(spec, files); pid > 0 {
-			closeFiles(files)
-			m.reply(ev.gen, &message{Op: opSpawned, ID: ev.msg.ID, Pid: pid})
-			m.want(spec, files)
-			return
-		}
-		m.want(spec, files) // before doSpawn closes them
 		seq := m.t.beginSpawn()
 		m.reqs[seq] = spawnReq{gen: ev.gen, id: ev.msg.ID}
 		go m.doSpawn(seq, ev.gen, ev.msg.ID, spec, files)
+	case opWarm:
+		closeFiles(ev.files)
+		m.askWarm(ev.gen, ev.msg.Flags, ev.msg.N)
 	default:
 		closeFiles(ev.files)
 		m.log.Warn("supervisor: unknown message from worker", "op", ev.msg.Op)
@@ -600,7 +584,6 @@ func (m *master) beginStop(s os.Signal) {
 	m.log.Info("supervisor: stopping", "signal", s)
 	m.stopping = true
 	m.stopAt = time.Now().Add(stopTimeout)
-	m.drainPool()
 	if m.restart != nil {
 		m.restart.Stop()
 		m.restart = nil
@@ -644,14 +627,10 @@ func (m *master) tryUpgrade() {
 	if w != nil && w.up && !w.paused {
 		return // the reader has not stopped yet
 	}
-	if (len(m.reqs) > 0 || (m.pool != nil && m.pool.inflight() > 0)) && time.Since(m.upgradeAt) < upgradeTimeout {
+	if (len(m.reqs) > 0 || m.warmInflight > 0) && time.Since(m.upgradeAt) < upgradeTimeout {
 		return // spawns in flight
 	}
-	m.drainPool()
 	st := takeoverState{FD: -1, Gen: m.gen}
-	for pid := range m.own {
-		st.Discard = append(st.Discard, pid)
-	}
 	if w != nil {
 		st.WorkerPid = w.pid
 		if w.up {
@@ -699,9 +678,6 @@ func (m *master) adopt(token string) error {
 		return fmt.Errorf("takeover token: %w", err)
 	}
 	m.gen = st.Gen
-	for _, pid := range st.Discard {
-		m.own[pid] = true
-	}
 	if st.WorkerPid <= 0 {
 		if st.FD >= 0 {
 			unix.Close(st.FD)

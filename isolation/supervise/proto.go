@@ -38,6 +38,8 @@ const (
 	opAck     = "ack"     // worker -> master
 	opSpawned = "spawned" // master -> worker, reply to spawn
 	opExit    = "exit"    // master -> worker
+	opWarm    = "warm"    // worker -> master: start N warm stages of Flags
+	opWarmed  = "warmed"  // master -> worker: one warm stage (Pid, Flags) with its socket, or Error
 )
 
 const (
@@ -63,6 +65,9 @@ type message struct {
 	// Error and Errno describe a failed spawn.
 	Error string `json:"error,omitempty"`
 	Errno int    `json:"errno,omitempty"`
+	// Flags and N: warm stages asked for (warm) or given (warmed).
+	Flags uintptr `json:"flags,omitempty"`
+	N     int     `json:"n,omitempty"`
 }
 
 // SpawnError is a failed Spawn as the supervisor reported it. Errno is the

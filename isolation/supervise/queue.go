@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // outQueue is the master's unbounded queue of datagrams to one worker,
@@ -15,10 +17,25 @@ import (
 type outQueue struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
-	items   [][]byte
+	items   []outItem
 	paused  bool
 	closed  bool
 	writing bool
+}
+
+// outItem is one datagram, and the file it carries (SCM_RIGHTS) if any;
+// the queue closes the file once it is sent or dropped.
+type outItem struct {
+	b []byte
+	f *os.File
+}
+
+func dropItems(items []outItem) {
+	for _, it := range items {
+		if it.f != nil {
+			it.f.Close()
+		}
+	}
 }
 
 func newOutQueue() *outQueue {
@@ -27,13 +44,19 @@ func newOutQueue() *outQueue {
 	return q
 }
 
-func (q *outQueue) push(b []byte) {
+func (q *outQueue) push(b []byte) { q.pushFile(b, nil) }
+
+// pushFile queues b with f attached; the queue owns f from now on.
+func (q *outQueue) pushFile(b []byte, f *os.File) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
+		if f != nil {
+			f.Close()
+		}
 		return
 	}
-	q.items = append(q.items, b)
+	q.items = append(q.items, outItem{b, f})
 	q.cond.Broadcast()
 }
 
@@ -42,6 +65,7 @@ func (q *outQueue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
+	dropItems(q.items)
 	q.items = nil
 	q.cond.Broadcast()
 }
@@ -57,18 +81,26 @@ func (q *outQueue) run(conn *net.UnixConn) {
 			q.mu.Unlock()
 			return
 		}
-		b := q.items[0]
+		it := q.items[0]
 		q.writing = true
 		q.mu.Unlock()
 
-		_, err := conn.Write(b)
+		var err error
+		if it.f != nil {
+			_, _, err = conn.WriteMsgUnix(it.b, unix.UnixRights(int(it.f.Fd())), nil)
+		} else {
+			_, err = conn.Write(it.b)
+		}
 
 		q.mu.Lock()
 		q.writing = false
 		switch {
 		case err == nil:
+			if it.f != nil {
+				it.f.Close()
+			}
 			if len(q.items) > 0 && !q.closed {
-				q.items[0] = nil
+				q.items[0] = outItem{}
 				q.items = q.items[1:]
 			}
 		case q.paused && errors.Is(err, os.ErrDeadlineExceeded):
@@ -76,6 +108,7 @@ func (q *outQueue) run(conn *net.UnixConn) {
 		default:
 			// The connection is broken; the reader reports it.
 			q.closed = true
+			dropItems(q.items)
 			q.items = nil
 		}
 		q.cond.Broadcast()
@@ -84,7 +117,9 @@ func (q *outQueue) run(conn *net.UnixConn) {
 }
 
 // pause stops the writer (interrupting a blocked write) and returns what
-// is still unsent. resume undoes it.
+// is still unsent. resume undoes it. Datagrams that carry a file cannot be
+// handed over (a warm stage for the worker): they are dropped, and their
+// files closed.
 func (q *outQueue) pause(conn *net.UnixConn) [][]byte {
 	q.mu.Lock()
 	q.paused = true
@@ -95,7 +130,18 @@ func (q *outQueue) pause(conn *net.UnixConn) [][]byte {
 	for q.writing {
 		q.cond.Wait()
 	}
-	return append([][]byte(nil), q.items...)
+	var out [][]byte
+	kept := q.items[:0]
+	for _, it := range q.items {
+		if it.f != nil {
+			it.f.Close()
+			continue
+		}
+		out = append(out, it.b)
+		kept = append(kept, it)
+	}
+	q.items = kept
+	return out
 }
 
 func (q *outQueue) resume(conn *net.UnixConn) {
