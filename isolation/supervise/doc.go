@@ -95,6 +95,8 @@
 //	{"op":"ack","pid":P}
 //	    The exit of P is recorded durably: the master may reap it.
 //	    Acknowledging a pid that is not a reported zombie does nothing.
+//	{"op":"warm","flags":F,"n":N}
+//	    Start N warm isolation stages with clone flags F (pool.go, warm.go).
 //
 // Master to worker:
 //
@@ -106,6 +108,10 @@
 //	    Child P exited; S is its raw wait(2) status (absent means 0). Sent
 //	    for every child of the master: launched containers, orphans, and
 //	    again after a worker restart or a master upgrade until acknowledged.
+//	{"op":"warmed","pid":P,"flags":F} + SCM_RIGHTS with the stage's socket
+//	{"op":"warmed","flags":F,"error":"text"}
+//	    One warm stage asked for with warm, or why there is none. The stage
+//	    is the master's child; its exit is reported like any other.
 //
 // A worker must therefore acknowledge every exit it receives, including
 // pids it does not know (after recording what it needs), and must accept
