@@ -54,6 +54,9 @@ type Container struct {
 	parent *Container // nil for the root
 
 	op sync.RWMutex
+	// persist orders the writes of the record and its removal: a save
+	// that raced with a destroy must not put the file back.
+	persist sync.Mutex
 
 	mu        sync.Mutex
 	rec       record

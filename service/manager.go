@@ -267,6 +267,8 @@ func (m *Manager) setState(c *Container, s api.State) {
 }
 
 func (m *Manager) save(c *Container) {
+	c.persist.Lock()
+	defer c.persist.Unlock()
 	c.mu.Lock()
 	if c.destroyed {
 		c.mu.Unlock()
@@ -394,6 +396,7 @@ func (m *Manager) Destroy(ctx context.Context, caller Caller, name string) error
 		delete(m.byName, n.name)
 		delete(n.parent.children, n.name)
 		m.treeMu.Unlock()
+		n.persist.Lock()
 		n.mu.Lock()
 		n.destroyed = true
 		n.timerGen++
@@ -401,6 +404,7 @@ func (m *Manager) Destroy(ctx context.Context, caller Caller, name string) error
 		if err := m.store.remove(n.name); err != nil {
 			m.log.Warn("cannot remove state file", "container", n.name, "err", err)
 		}
+		n.persist.Unlock()
 		m.notify(Event{Name: n.name, Destroyed: true})
 	}
 	return nil

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -379,4 +382,26 @@ func TestQuota(t *testing.T) {
 	e.must(e.m.Create(ctx, root, "r1"))
 	e.must(e.m.Create(ctx, root, "r2"))
 	e.code(e.m.Create(ctx, bob, "b1"), api.ResourceNotAvailable)
+}
+
+// A destroy that races with the create of the same container (or with
+// any save of its record) never leaves its state file behind.
+func TestCreateDestroyRaceLeavesNoRecord(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	for i := 0; i < 300; i++ {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); e.m.Create(ctx, root, "r") }()
+		go func() {
+			defer wg.Done()
+			for e.m.Destroy(ctx, root, "r") != nil {
+				runtime.Gosched()
+			}
+		}()
+		wg.Wait()
+		if _, err := os.Stat(filepath.Join(e.cfg.StateDir, "containers", "r.json")); err == nil {
+			t.Fatalf("round %d: the record of a destroyed container is on disk", i)
+		}
+	}
 }
