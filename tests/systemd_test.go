@@ -437,7 +437,7 @@ func sandboxRestart(t *testing.T, s *sandbox) {
 // A crash of the worker, and a SIGTERM of the worker alone, keep
 // porto.service active and the containers running.
 func sandboxWorkerCrash(t *testing.T, s *sandbox) {
-	worker := `M=$(systemctl show -p MainPID --value porto); for p in $(cat /proc/$M/task/*/children); do grep -q __worker /proc/$p/cmdline && echo $p; done`
+	worker := `M=$(systemctl show -p MainPID --value porto); for p in $(cat /proc/$M/task/*/children); do grep -q __worker /proc/$p/cmdline && echo $p; done; true`
 	pid := s.ok(t, "portoctl get x root_pid")
 	for _, sig := range []string{"KILL", "TERM"} {
 		w := s.ok(t, worker)
