@@ -72,7 +72,7 @@ func (l *Local) Spawn(spec isolation.LaunchSpec, files []*os.File) (int, error) 
 	if err != nil {
 		pid = 0
 	}
-	for _, e := range l.t.endSpawn(seq, pid) {
+	for _, e := range l.t.endSpawnOf(seq, pid, forksCommand(spec)) {
 		l.queue.push(e)
 	}
 	if err != nil {

@@ -43,6 +43,9 @@ type MasterOptions struct {
 	Log *slog.Logger
 	// Launch replaces isolation.Launch (tests). Default: isolation.Launch.
 	Launch LaunchFunc
+	// Stage is the binary of the isolation stage ("Stage __isolate"),
+	// porto-stage. Default: Self.
+	Stage string
 	// StagePool > 0 lets the worker ask for warm isolation stages (see
 	// pool.go); 0 refuses them and every spawn starts its stage cold.
 	StagePool int
@@ -85,6 +88,7 @@ type event struct {
 	seq   uint64
 	id    uint64
 	pid   int
+	forks bool // evSpawned: the stage forks the command (forksCommand)
 	// evWarm
 	flags uintptr
 	ctl   *os.File
@@ -166,6 +170,9 @@ func RunMaster(opts MasterOptions) error {
 	}
 	if m.opts.Args == nil {
 		_, m.opts.Args, _ = ParseMasterArgs(os.Args[1:])
+	}
+	if m.opts.Stage == "" {
+		m.opts.Stage = m.opts.Self
 	}
 	if v := os.Getenv(RestartResetEnv); v != "" {
 		// A test knob (the chaos tests kill the worker every second).
@@ -406,7 +413,7 @@ func (m *master) handle(ev event) {
 		}
 	case evSpawned:
 		delete(m.reqs, ev.seq)
-		released := m.t.endSpawn(ev.seq, ev.pid)
+		released := m.t.endSpawnOf(ev.seq, ev.pid, ev.forks)
 		r := &message{Op: opSpawned, ID: ev.id, Pid: ev.pid}
 		if ev.err != nil {
 			r.Pid = 0
@@ -458,7 +465,7 @@ func (m *master) handleMsg(ev event) {
 // doSpawn runs one launch; spawns may block (setns), so each has its own
 // goroutine.
 func (m *master) doSpawn(seq uint64, gen int, id uint64, spec isolation.LaunchSpec, files []*os.File) {
-	ev := event{kind: evSpawned, gen: gen, seq: seq, id: id}
+	ev := event{kind: evSpawned, gen: gen, seq: seq, id: id, forks: forksCommand(spec)}
 	defer func() {
 		if r := recover(); r != nil {
 			m.log.Error("supervisor: launch panicked", "panic", r, "stack", string(debug.Stack()))
@@ -467,7 +474,7 @@ func (m *master) doSpawn(seq uint64, gen int, id uint64, spec isolation.LaunchSp
 		closeFiles(files)
 		m.events <- ev
 	}()
-	ev.pid, ev.err = m.launch(m.opts.Self, spec, files)
+	ev.pid, ev.err = m.launch(m.opts.Stage, spec, files)
 	if ev.err != nil {
 		ev.pid = 0
 	}

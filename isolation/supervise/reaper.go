@@ -192,6 +192,10 @@ type tracker struct {
 	special   int                   // the special pid of the last check or scan
 	fullScans uint64                // full scans done (tests, debugging)
 	ticks     uint64
+	// forkers are launched stages that fork the container's command into
+	// a joined pid namespace and exit: the command then becomes our child
+	// (an orphan no pidfd covers), so their exit triggers a full scan.
+	forkers map[int]bool
 }
 
 type pendingExit struct {
@@ -213,6 +217,7 @@ func newTracker() *tracker {
 		children:  listChildren,
 		watched:   make(map[int]bool),
 		unwatched: make(map[int]bool),
+		forkers:   make(map[int]bool),
 	}
 	if w, err := newPidWatch(); err == nil {
 		t.w = w
@@ -242,14 +247,29 @@ func (t *tracker) beginSpawn() uint64 {
 }
 
 func (t *tracker) endSpawn(seq uint64, pid int) []isolation.Exit {
+	return t.endSpawnOf(seq, pid, false)
+}
+
+// endSpawnOf is endSpawn; forker says that the stage forks the command
+// into a joined pid namespace and exits (see forksCommand).
+func (t *tracker) endSpawnOf(seq uint64, pid int, forker bool) []isolation.Exit {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.inflight, seq)
 	if pid > 0 {
 		t.known[pid] = true
+		if forker {
+			t.forkers[pid] = true
+		}
 		t.watchNewLocked(pid)
 	}
 	return t.releaseLocked()
+}
+
+// forksCommand says whether the stage of spec forks the container's
+// command into a joined pid namespace and exits (isolation.Launch).
+func forksCommand(spec isolation.LaunchSpec) bool {
+	return spec.JoinPid > 0 && slices.Contains(spec.JoinNS, "pid")
 }
 
 // watchNewLocked sets up the pidfd of a new known child. The child may
@@ -320,7 +340,8 @@ type sweepState struct {
 	special  int
 	sp       specialState
 	spStatus int
-	found    int // exits (or disappearances) learned
+	found    int  // exits (or disappearances) learned
+	forked   bool // a forker exited: its command is an orphan of ours now
 }
 
 func (t *tracker) sweep(special int, full bool) ([]isolation.Exit, specialState, int) {
@@ -358,7 +379,7 @@ func (t *tracker) sweep(special int, full bool) ([]isolation.Exit, specialState,
 				t.zombieLocked(&st, pid, status)
 			}
 		}
-		full = st.found > 1 || (st.found == 0 && anyZombie())
+		full = st.found > 1 || st.forked || (st.found == 0 && anyZombie())
 	}
 	if full {
 		t.fullLocked(&st)
@@ -389,6 +410,10 @@ func (t *tracker) setSpecialLocked(special int) {
 func (t *tracker) zombieLocked(st *sweepState, pid, status int) {
 	st.found++
 	delete(t.unwatched, pid)
+	if t.forkers[pid] {
+		delete(t.forkers, pid)
+		st.forked = true
+	}
 	if pid == st.special {
 		st.sp, st.spStatus = specialDead, status
 		return
@@ -403,6 +428,7 @@ func (t *tracker) zombieLocked(st *sweepState, pid, status int) {
 func (t *tracker) goneLocked(st *sweepState, pid int) {
 	st.found++
 	delete(t.unwatched, pid)
+	delete(t.forkers, pid)
 	if pid == st.special {
 		st.sp = specialGone
 		return

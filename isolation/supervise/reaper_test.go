@@ -702,3 +702,31 @@ func BenchmarkTrackerExit(b *testing.B) {
 		})
 	}
 }
+
+// The exit of a stage that forked the command into a joined pid namespace
+// makes a check scan in full: the command is now an orphan of ours that no
+// pidfd covers, and its exit must not wait for a tick (a worker waits for
+// it to finish a stop).
+func TestTrackerForkerExitScansInFull(t *testing.T) {
+	tr := newTestTracker(t)
+	needWatch(t, tr)
+	var pids []int
+	tr.children = onlyPids(&pids)
+	seq := tr.beginSpawn()
+	forker := startSh(t, "exec sleep 100")
+	pids = append(pids, forker)
+	if got := tr.endSpawnOf(seq, forker, true); len(got) != 0 {
+		t.Fatalf("endSpawnOf released %v", got)
+	}
+	orphan := startSh(t, "exit 3") // stands for the command it forked
+	pids = append(pids, orphan)
+	waitState(t, orphan, "Z")
+	syscall.Kill(forker, syscall.SIGKILL)
+	waitState(t, forker, "Z")
+	got, _, _ := tr.check(0)
+	if len(got) != 2 {
+		t.Fatalf("check released %v, want the forker %d and the orphan %d", got, forker, orphan)
+	}
+	tr.ack(forker)
+	tr.ack(orphan)
+}
