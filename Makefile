@@ -1,6 +1,6 @@
 # porto: build, test and install.
 #
-#   make build         bin/portod, bin/portoctl, bin/porto-init
+#   make build         bin/portod, bin/portoctl, bin/porto-init, bin/porto-stage
 #   make test          unit tests (no root, no bus): go test ./...
 #   sudo make check    build + unit tests + root integration tier (PORTO_ROOT_TESTS=1)
 #   sudo make bench    benchmarks side by side with their floors (docs/performance.md)
@@ -28,7 +28,7 @@ SYSTEMDUNITDIR ?= /lib/systemd/system
 DOCDIR    ?= $(DATADIR)/doc/porto
 DESTDIR   ?=
 
-BIN := bin/portod bin/portoctl bin/porto-init
+BIN := bin/portod bin/portoctl bin/porto-init bin/porto-stage
 
 .PHONY: all build test check check-root install uninstall clean fmt vet setup-demo fuzz FORCE
 
@@ -46,6 +46,11 @@ bin/portoctl: FORCE
 # porto-init is pid 1 of containers: static, no cgo.
 bin/porto-init: FORCE
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./cmd/porto-init
+
+# porto-stage is the isolation stage every container start runs: static,
+# no cgo, so it starts fast.
+bin/porto-stage: FORCE
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $@ ./cmd/porto-stage
 
 FORCE:
 
@@ -109,6 +114,7 @@ install: build
 	install -m 0755 bin/portod $(DESTDIR)$(SBINDIR)/portod
 	install -m 0755 bin/portoctl $(DESTDIR)$(BINDIR)/portoctl
 	install -m 0755 bin/porto-init $(DESTDIR)$(LIBDIR)/porto-init
+	install -m 0755 bin/porto-stage $(DESTDIR)$(LIBDIR)/porto-stage
 	install -d $(DESTDIR)$(SYSCONFDIR)
 	@if [ -n "$(DESTDIR)" ] || [ ! -e $(SYSCONFDIR)/porto.conf ]; then \
 		echo install -m 0644 porto.conf $(DESTDIR)$(SYSCONFDIR)/porto.conf; \
@@ -126,7 +132,7 @@ install: build
 	@if [ -d docs ]; then install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/; fi
 
 uninstall:
-	rm -f $(DESTDIR)$(SBINDIR)/portod $(DESTDIR)$(BINDIR)/portoctl $(DESTDIR)$(LIBDIR)/porto-init
+	rm -f $(DESTDIR)$(SBINDIR)/portod $(DESTDIR)$(BINDIR)/portoctl $(DESTDIR)$(LIBDIR)/porto-init $(DESTDIR)$(LIBDIR)/porto-stage
 	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/org.porto.Manager.conf $(DESTDIR)$(DBUSSERVICEDIR)/org.porto.Manager.service
 	rm -f $(DESTDIR)$(POLKITDIR)/org.porto.policy $(DESTDIR)$(SYSTEMDUNITDIR)/porto.service $(DESTDIR)$(SYSTEMDUNITDIR)/porto.socket
 	rm -rf $(DESTDIR)$(DOCDIR)

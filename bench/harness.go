@@ -139,7 +139,7 @@ func Start(o Options) (e *Env, err error) {
 	if o.Bin == "" {
 		o.Bin = filepath.Join(root, "bin")
 	}
-	for _, b := range []string{"portod", "portoctl", "porto-init"} {
+	for _, b := range []string{"portod", "portoctl", "porto-init", "porto-stage"} {
 		if _, err := os.Stat(filepath.Join(o.Bin, b)); err != nil {
 			return nil, fmt.Errorf("%s: run 'make build' first: %w", b, err)
 		}
@@ -230,6 +230,7 @@ func (e *Env) writeConf(extra []string) error {
 		"cgroup_driver = cgroupfs",
 		"varlink_socket = " + e.Varlink,
 		"porto_init = " + filepath.Join(e.Bin, "porto-init"),
+		"porto_stage = " + filepath.Join(e.Bin, "porto-stage"),
 		"stop_timeout = 10s",
 		"log_level = info",
 	}

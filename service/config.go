@@ -31,6 +31,7 @@ type Config struct {
 	StartTimeout  time.Duration // start_timeout
 	VarlinkSocket string        // varlink_socket
 	InitPath      string        // porto_init: path of the porto-init binary
+	StagePath     string        // porto_stage: path of the porto-stage binary
 	LogLevel      string        // log_level: debug|info|warn|error
 	StagePool     int           // stage_pool: warm isolation stages per kind
 }
@@ -52,6 +53,7 @@ func DefaultConfig() Config {
 		StartTimeout:  300 * time.Second,
 		VarlinkSocket: "/run/porto/io.porto.Manager",
 		InitPath:      "/usr/lib/porto/porto-init",
+		StagePath:     "/usr/lib/porto/porto-stage",
 		LogLevel:      "info",
 		StagePool:     1,
 	}
@@ -145,6 +147,7 @@ func confKeys(c *Config) map[string]func(string) error {
 		},
 		"varlink_socket": path(&c.VarlinkSocket),
 		"porto_init":     path(&c.InitPath),
+		"porto_stage":    path(&c.StagePath),
 		"log_level": func(v string) error {
 			switch v {
 			case "debug", "info", "warn", "error":

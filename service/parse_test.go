@@ -91,7 +91,7 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	if len(ConfigKeys()) != 16 {
+	if len(ConfigKeys()) != 17 {
 		t.Errorf("keys %v", ConfigKeys())
 	}
 }

@@ -48,7 +48,7 @@ func binDir(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{"portod", "portoctl", "porto-init"} {
+	for _, b := range []string{"portod", "portoctl", "porto-init", "porto-stage"} {
 		if _, err := os.Stat(filepath.Join(abs, b)); err != nil {
 			t.Fatalf("%s: run 'make build' first (or set PORTO_BIN): %v", b, err)
 		}
@@ -230,6 +230,7 @@ func (e *Env) writeConf(extra []string) {
 		"cgroup_driver = " + driver,
 		"varlink_socket = " + e.VarlinkSocket(),
 		"porto_init = " + filepath.Join(e.Bin, "porto-init"),
+		"porto_stage = " + filepath.Join(e.Bin, "porto-stage"),
 		"stop_timeout = 10s",
 		"log_level = debug",
 	}

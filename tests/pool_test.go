@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,7 +22,7 @@ func (e *Env) warmStages() []int {
 	e.mu.Unlock()
 	var out []int
 	for _, p := range allProcs() {
-		if p.ppid == master && p.state != "Z" && strings.HasSuffix(p.cmdline, "portod __isolate pool") {
+		if p.ppid == master && p.state != "Z" && strings.HasSuffix(p.cmdline, " __isolate pool") {
 			out = append(out, p.pid)
 		}
 	}
@@ -58,6 +59,9 @@ func TestWarmStagePool(t *testing.T) {
 	e.OK(t, rootUser, "run", "first", "command=true")
 	e.Out(t, rootUser, "wait", "first")
 	warm := e.waitWarm(t)
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", warm)); err != nil || filepath.Base(exe) != "porto-stage" {
+		t.Errorf("the warm stage runs %q (%v), want porto-stage (porto_stage in porto.conf)", exe, err)
+	}
 
 	// The next start of the same kind uses it.
 	e.OK(t, rootUser, "run", "hot", "command=sleep 100")

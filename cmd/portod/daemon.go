@@ -87,6 +87,16 @@ func loadConfig(f *flags) (service.Config, error) {
 			}
 		}
 	}
+	if !fileExists(cfg.StagePath) {
+		// A build tree has porto-stage beside portod; without it portod is
+		// its own stage ("portod __isolate"), only slower to start.
+		cfg.StagePath = ""
+		if self, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(self), "porto-stage"); fileExists(p) {
+				cfg.StagePath = p
+			}
+		}
+	}
 	return cfg, nil
 }
 
@@ -121,6 +131,7 @@ func runMaster(args []string) int {
 		Takeover:   f.takeover,
 		Log:        log.With("proc", "master"),
 		StagePool:  cfg.StagePool,
+		Stage:      cfg.StagePath,
 	})
 	if err != nil {
 		return fatalf("%v", err)
@@ -160,6 +171,9 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 		}
 	} else {
 		self, _ := os.Executable()
+		if cfg.StagePath != "" {
+			self = cfg.StagePath
+		}
 		sp, err = supervise.NewLocal(self)
 		log.Warn("running without the supervisor master: exit statuses do not survive a crash of this process")
 	}

@@ -37,7 +37,7 @@ func (m *master) askWarm(gen int, flags uintptr, n int) {
 		seq := m.t.beginSpawn()
 		go func() {
 			ev := event{kind: evWarm, gen: gen, seq: seq, flags: flags}
-			ev.pid, ev.ctl, ev.err = isolation.LaunchWarm(m.opts.Self, flags)
+			ev.pid, ev.ctl, ev.err = isolation.LaunchWarm(m.opts.Stage, flags)
 			m.events <- ev
 		}()
 	}
