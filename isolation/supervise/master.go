@@ -92,6 +92,7 @@ type event struct {
 	// evWarm
 	flags uintptr
 	ctl   *os.File
+	epoch uint64
 }
 
 type worker struct {
@@ -455,7 +456,7 @@ func (m *master) handleMsg(ev event) {
 		go m.doSpawn(seq, ev.gen, ev.msg.ID, spec, files)
 	case opWarm:
 		closeFiles(ev.files)
-		m.askWarm(ev.gen, ev.msg.Flags, ev.msg.N)
+		m.askWarm(ev.gen, ev.msg.Flags, ev.msg.N, ev.msg.Epoch)
 	default:
 		closeFiles(ev.files)
 		m.log.Warn("supervisor: unknown message from worker", "op", ev.msg.Op)

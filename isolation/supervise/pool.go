@@ -26,9 +26,9 @@ const (
 )
 
 // askWarm starts the warm stages worker generation gen asked for.
-func (m *master) askWarm(gen int, flags uintptr, n int) {
+func (m *master) askWarm(gen int, flags uintptr, n int, epoch uint64) {
 	if m.stopping || m.upgrading || m.opts.StagePool <= 0 {
-		m.reply(gen, &message{Op: opWarmed, Flags: flags, Error: "warm stages are off"})
+		m.reply(gen, &message{Op: opWarmed, Flags: flags, Epoch: epoch, Error: "warm stages are off"})
 		return
 	}
 	n = min(n, maxWarmPerRequest, maxWarmInflight-m.warmInflight)
@@ -36,7 +36,7 @@ func (m *master) askWarm(gen int, flags uintptr, n int) {
 		m.warmInflight++
 		seq := m.t.beginSpawn()
 		go func() {
-			ev := event{kind: evWarm, gen: gen, seq: seq, flags: flags}
+			ev := event{kind: evWarm, gen: gen, seq: seq, flags: flags, epoch: epoch}
 			ev.pid, ev.ctl, ev.err = isolation.LaunchWarm(m.opts.Stage, flags)
 			m.events <- ev
 		}()
@@ -49,14 +49,14 @@ func (m *master) warmLaunched(ev event) {
 	if ev.err != nil {
 		m.deliver(m.t.endSpawn(ev.seq, 0))
 		m.log.Warn("supervisor: cannot start a warm isolation stage", "err", ev.err)
-		m.reply(ev.gen, &message{Op: opWarmed, Flags: ev.flags, Error: ev.err.Error()})
+		m.reply(ev.gen, &message{Op: opWarmed, Flags: ev.flags, Epoch: ev.epoch, Error: ev.err.Error()})
 		return
 	}
 	released := m.t.endSpawn(ev.seq, ev.pid)
 	if w := m.current(ev.gen); w != nil && w.up && !m.stopping {
 		// The queue owns the socket now; if it is never sent it is closed
 		// and the stage exits.
-		w.q.pushFile(encode(&message{Op: opWarmed, Pid: ev.pid, Flags: ev.flags}), ev.ctl)
+		w.q.pushFile(encode(&message{Op: opWarmed, Pid: ev.pid, Flags: ev.flags, Epoch: ev.epoch}), ev.ctl)
 	} else {
 		ev.ctl.Close() // the stage exits; the next worker acknowledges it
 	}

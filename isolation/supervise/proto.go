@@ -68,6 +68,9 @@ type message struct {
 	// Flags and N: warm stages asked for (warm) or given (warmed).
 	Flags uintptr `json:"flags,omitempty"`
 	N     int     `json:"n,omitempty"`
+	// Epoch is the worker's mount epoch when it asked for warm stages;
+	// warmed echoes it.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // SpawnError is a failed Spawn as the supervisor reported it. Errno is the

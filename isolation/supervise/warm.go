@@ -40,8 +40,12 @@ type warmPool struct {
 	asked   map[uintptr]int // asked for, not yet received
 	askedAt map[uintptr]time.Time
 	recent  []uintptr // flag sets wanted, least recent first
-	hits    uint64
-	misses  uint64
+	// epoch counts the mount changes seen. A stage is asked for in one
+	// epoch and kept only if it arrives in the same: one asked for before
+	// a change may have been cloned before it.
+	epoch  uint64
+	hits   uint64
+	misses uint64
 }
 
 // EnableWarmStages makes Spawn keep n warm stages ready for each set of
@@ -100,6 +104,7 @@ func (c *Client) spawnWarm(spec isolation.LaunchSpec, files []*os.File) int {
 	if p.mounts.Changed() {
 		// A mount or unmount since the last look: a stage cloned before it
 		// would miss it.
+		p.epoch++
 		for flags := range p.ready {
 			p.discard(flags)
 		}
@@ -152,10 +157,11 @@ func (c *Client) askWarmLocked(flags uintptr) {
 	}
 	p.asked[flags] += n
 	p.askedAt[flags] = time.Now()
+	epoch := p.epoch
 	// Never block a start on this: the socket has room, and if it has not
 	// the stage is simply asked for with the next start.
 	go func() {
-		if err := writeMsg(c.conn, &message{Op: opWarm, Flags: flags, N: n}, nil); err != nil {
+		if err := writeMsg(c.conn, &message{Op: opWarm, Flags: flags, N: n, Epoch: epoch}, nil); err != nil {
 			c.mu.Lock()
 			p.asked[flags] = max(0, p.asked[flags]-n)
 			c.mu.Unlock()
@@ -171,7 +177,7 @@ func (c *Client) warmed(m *message, files []*os.File) {
 	if p != nil && p.asked[m.Flags] > 0 {
 		p.asked[m.Flags]--
 	}
-	if m.Error != "" || m.Pid <= 0 || len(files) != 1 || p == nil || c.lost != nil || !slices.Contains(p.recent, m.Flags) {
+	if m.Error != "" || m.Pid <= 0 || len(files) != 1 || p == nil || c.lost != nil || !slices.Contains(p.recent, m.Flags) || m.Epoch != p.epoch {
 		closeFiles(files) // an unused stage exits when its socket closes
 		return
 	}
