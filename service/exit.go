@@ -109,6 +109,7 @@ func (m *Manager) deliverExit(pid, status int, lost bool) {
 		}
 		m.parked[pid] = parkedExit{status, lost}
 		m.pidMu.Unlock()
+		m.log.Debug("exit of a pid not known yet, parked until the starts in flight end", "pid", pid)
 		return
 	}
 	m.pidMu.Unlock()
@@ -133,6 +134,7 @@ func (m *Manager) deliverExit(pid, status int, lost bool) {
 	}
 	close(c.exited)
 	c.mu.Unlock()
+	m.log.Debug("root process exited", "container", c.name, "pid", pid, "status", status, "lost", lost)
 	go m.handleDeath(c, pid)
 }
 
@@ -181,8 +183,12 @@ func (m *Manager) reapRoot(c *Container, d time.Duration, ackNow bool) (status i
 // handleDeath makes c dead after its root process exited, with its whole
 // subtree: their processes are killed and they become dead too.
 func (m *Manager) handleDeath(c *Container, pid int) {
+	t0 := time.Now()
 	l, nodes := m.lock(c, true)
 	defer l.unlock()
+	if w := time.Since(t0); w > 100*time.Millisecond {
+		m.log.Debug("death waited for the container's lock", "container", c.name, "waited", w)
+	}
 	c.mu.Lock()
 	pending := !c.destroyed && c.exitPid == pid && c.exitRaw != nil
 	st := c.rec.State
@@ -212,6 +218,7 @@ func (m *Manager) handleDeath(c *Container, pid int) {
 			acks = append(acks, dpid)
 		}
 		if !ok {
+			m.log.Warn("no exit of a killed descendant's root process", "container", d.name, "pid", dpid, "waited", m.cfg.KillTimeout)
 			dst, dlost = status, lost
 		}
 		m.markDead(d, dst, dlost)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -393,13 +394,21 @@ func (m *Manager) openStd(c *Container, p *runPlan) ([]*os.File, error) {
 
 // makeWorkDir creates place/<name> afresh, owned by the container's user.
 func (m *Manager) makeWorkDir(c *Container, dir string, uid, gid int) error {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
-	}
 	if err := os.RemoveAll(dir); err != nil {
 		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	// The parents are shared with siblings, whose cleanup removes them
+	// when they look empty: between our MkdirAll and Mkdir, say. Retry.
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			break
+		}
+		if err = os.Mkdir(dir, 0o755); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+	}
+	if err != nil {
 		return api.Wrap(api.Unknown, err, "working directory: "+err.Error())
 	}
 	if err := os.Lchown(dir, uid, gid); err != nil {
