@@ -197,13 +197,17 @@ func (m *Manager) handleDeath(c *Container, pid int) {
 		return // consumed by a stop/start, or processed on resume
 	}
 	status, lost, _ := m.reapRoot(c, 0, false)
-	var acks []int
-	if !lost {
-		acks = append(acks, pid)
-	}
 	m.killRest(c)
 	m.markDead(c, status, lost)
-	for _, d := range nodes[1:] {
+	if !lost {
+		m.ack(pid) // its exit is on disk
+	}
+	// Descendants deepest first, each exit acknowledged (reaped) as soon
+	// as it is on disk: the init of a pid namespace finishes exiting only
+	// once every process of its namespace is reaped, so a nested
+	// container's root waits for the zombies of its own descendants.
+	for i := len(nodes) - 1; i >= 1; i-- {
+		d := nodes[i]
 		switch d.state() {
 		case api.StateRunning, api.StateMeta, api.StatePaused, api.StateStarting:
 		default:
@@ -214,17 +218,16 @@ func (m *Manager) handleDeath(c *Container, pid int) {
 		d.mu.Unlock()
 		m.killRest(d)
 		dst, dlost, ok := m.reapRoot(d, m.cfg.KillTimeout, false)
-		if ok && !dlost {
-			acks = append(acks, dpid)
+		if !ok && dpid > 0 {
+			m.log.Warn("no exit of a killed descendant's root process", "container", d.name, "pid", dpid, "waited", m.cfg.KillTimeout)
 		}
 		if !ok {
-			m.log.Warn("no exit of a killed descendant's root process", "container", d.name, "pid", dpid, "waited", m.cfg.KillTimeout)
 			dst, dlost = status, lost
 		}
 		m.markDead(d, dst, dlost)
-	}
-	for _, p := range acks {
-		m.ack(p)
+		if ok && !dlost {
+			m.ack(dpid)
+		}
 	}
 	for _, n := range nodes {
 		if n.state() == api.StateDead {

@@ -311,7 +311,7 @@ const (
 // scan checks every candidate child. special (if > 0) is the worker: its
 // zombie is returned separately and never recorded as pending.
 func (t *tracker) scan(special int) (released []isolation.Exit, sp specialState, spStatus int) {
-	return t.sweep(special, true)
+	return t.sweep(special, sweepFull)
 }
 
 // tick is the periodic sweep: a check that scans in full if any zombie
@@ -321,9 +321,12 @@ func (t *tracker) scan(special int) (released []isolation.Exit, sp specialState,
 func (t *tracker) tick(special int) (released []isolation.Exit, sp specialState, spStatus int) {
 	t.mu.Lock()
 	t.ticks++
-	full := t.ticks%scanEvery == 0
+	mode := sweepTick
+	if t.ticks%scanEvery == 0 {
+		mode = sweepFull
+	}
 	t.mu.Unlock()
-	return t.sweep(special, full)
+	return t.sweep(special, mode)
 }
 
 // scanEvery is how many ticks make a full scan.
@@ -333,8 +336,15 @@ const scanEvery = 10
 // became readable (and those without a pidfd), and scans in full only
 // when they do not explain the signal (see tracker).
 func (t *tracker) check(special int) (released []isolation.Exit, sp specialState, spStatus int) {
-	return t.sweep(special, false)
+	return t.sweep(special, sweepCheck)
 }
+
+// sweep modes: what makes a sweep scan in full.
+const (
+	sweepCheck = iota // a SIGCHLD: only when the pidfds do not explain it
+	sweepTick         // the periodic tick: whenever some zombie exists
+	sweepFull         // always
+)
 
 type sweepState struct {
 	special  int
@@ -344,9 +354,10 @@ type sweepState struct {
 	forked   bool // a forker exited: its command is an orphan of ours now
 }
 
-func (t *tracker) sweep(special int, full bool) ([]isolation.Exit, specialState, int) {
+func (t *tracker) sweep(special int, mode int) ([]isolation.Exit, specialState, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	full := mode == sweepFull
 	st := sweepState{special: special}
 	t.setSpecialLocked(special)
 	if t.w == nil {
@@ -379,10 +390,14 @@ func (t *tracker) sweep(special int, full bool) ([]isolation.Exit, specialState,
 				t.zombieLocked(&st, pid, status)
 			}
 		}
-		full = st.found > 1 || st.forked || (st.found == 0 && anyZombie())
+		full = st.found > 1 || st.forked || ((st.found == 0 || mode == sweepTick) && anyZombie())
 	}
-	if full {
+	for full {
+		st.forked = false
 		t.fullLocked(&st)
+		// A forker this scan found exited may have had its command
+		// reparented to us after the scan listed our children: again.
+		full = st.forked
 	}
 	return t.releaseLocked(), st.sp, st.spStatus
 }
