@@ -69,7 +69,8 @@
 // one locked thread, so that forks do not copy them), and a SIGCHLD asks
 // only the children whose pidfd became readable. The full scan above runs
 // at start (an upgraded master rebuilds its pidfds there), every ten
-// seconds, on a once-a-second tick that finds some zombie, and on a
+// ticks, on a tick (every second; every 0.2 s for 5 s after a SIGCHLD)
+// that finds some zombie, and on a
 // SIGCHLD that no readable pidfd explains while some zombie exists (an
 // orphan not seen alive, a child of a launch in flight) or that came with
 // several exits. Without pidfds (old kernels) every SIGCHLD scans in full,

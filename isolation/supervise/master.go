@@ -65,7 +65,13 @@ var (
 	stopTimeout     = 10 * time.Second // SIGTERM -> SIGKILL of the worker
 	orphanTimeout   = 10 * time.Second // worker alive without its socket
 	upgradeTimeout  = 10 * time.Second // spawns in flight at SIGHUP
-	scanInterval    = time.Second      // rescan even without SIGCHLD
+	// scanInterval is the tick: it finds the exit of an orphan no pidfd
+	// watches whose SIGCHLD was taken for another exit's (cheap when no
+	// zombie exists: one epoll_wait, one waitid). While children exit it
+	// ticks every busyScanInterval; idle, every scanInterval.
+	scanInterval     = time.Second
+	busyScanInterval = 200 * time.Millisecond
+	busyFor          = 5 * time.Second // after the last SIGCHLD
 )
 
 type evKind int
@@ -206,8 +212,9 @@ func RunMaster(opts MasterOptions) error {
 	m.log.Info("supervisor: master running", "pid", os.Getpid(), "self", m.opts.Self)
 	m.scan()
 
-	tick := time.NewTicker(scanInterval)
+	tick := time.NewTimer(scanInterval)
 	defer tick.Stop()
+	var lastChld time.Time
 	fast := time.NewTicker(10 * time.Millisecond) // only consulted when needed
 	defer fast.Stop()
 	for {
@@ -224,9 +231,15 @@ func RunMaster(opts MasterOptions) error {
 			select {
 			case <-chld:
 				m.check()
+				lastChld = time.Now()
 			case <-tick.C:
 				m.tick()
 				m.checkOrphan()
+				next := scanInterval
+				if time.Since(lastChld) < busyFor {
+					next = min(next, busyScanInterval)
+				}
+				tick.Reset(next)
 			case <-fastC:
 			case s := <-term:
 				m.beginStop(s)
