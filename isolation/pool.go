@@ -18,8 +18,8 @@ import (
 // thereby paid before a container asks for them.
 const poolArg = "pool"
 
-// maxHandFDs bounds the files one Hand carries (stdio, sync, porto-init).
-const maxHandFDs = 16
+// MaxHandFiles bounds the files one Hand carries (stdio, sync, porto-init).
+const MaxHandFiles = 16
 
 // LaunchWarm starts a warm stage with cloneflags for its new namespaces.
 // It returns the stage's pid (the caller becomes its parent and must reap
@@ -55,8 +55,8 @@ func LaunchWarm(self string, cloneflags uintptr) (pid int, ctl *os.File, err err
 // another.
 func Hand(ctl *os.File, files []*os.File) error {
 	defer ctl.Close()
-	if len(files) < 4 || len(files) > maxHandFDs {
-		return fmt.Errorf("hand: %d files, need 4 to %d", len(files), maxHandFDs)
+	if len(files) < 4 || len(files) > MaxHandFiles {
+		return fmt.Errorf("hand: %d files, need 4 to %d", len(files), MaxHandFiles)
 	}
 	fds := make([]int, len(files))
 	for i, f := range files {
@@ -89,7 +89,7 @@ func Hand(ctl *os.File, files []*os.File) error {
 func receiveHand() {
 	warmUp()
 	buf := make([]byte, 1)
-	oob := make([]byte, unix.CmsgSpace(maxHandFDs*4))
+	oob := make([]byte, unix.CmsgSpace(MaxHandFiles*4))
 	var n, oobn int
 	var err error
 	for {

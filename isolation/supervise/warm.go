@@ -43,9 +43,7 @@ type warmPool struct {
 	// epoch counts the mount changes seen. A stage is asked for in one
 	// epoch and kept only if it arrives in the same: one asked for before
 	// a change may have been cloned before it.
-	epoch  uint64
-	hits   uint64
-	misses uint64
+	epoch uint64
 }
 
 // EnableWarmStages makes Spawn keep n warm stages ready for each set of
@@ -72,21 +70,10 @@ func (c *Client) EnableWarmStages(n int) error {
 	return nil
 }
 
-// WarmStats returns how many spawns used a warm stage and how many could
-// not.
-func (c *Client) WarmStats() (hits, misses uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pool == nil {
-		return 0, 0
-	}
-	return c.pool.hits, c.pool.misses
-}
-
 // poolable says whether a spawn may use a warm stage: no namespace to join
 // and every file slot present.
 func poolable(spec isolation.LaunchSpec, files []*os.File) bool {
-	if spec.JoinPid != 0 || len(files) < 4 || len(files) > maxFDs {
+	if spec.JoinPid != 0 || len(files) < 4 || len(files) > isolation.MaxHandFiles {
 		return false
 	}
 	return !slices.Contains(files, nil)
@@ -134,11 +121,6 @@ func (c *Client) spawnWarm(spec isolation.LaunchSpec, files []*os.File) int {
 		// else: gone (its exit comes as an unknown pid), or it exits now
 	}
 	c.mu.Lock()
-	if pid > 0 {
-		p.hits++
-	} else {
-		p.misses++
-	}
 	c.askWarmLocked(flags)
 	c.mu.Unlock()
 	return pid
