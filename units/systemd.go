@@ -824,15 +824,6 @@ func (s *Systemd) Stats(name string) (Stats, error) {
 	if pids, perr := readProcs(s.v.dir("freezer", n)); perr == nil {
 		part.ProcessCount = uint64(len(pids))
 	}
-	if b, err := readFile(s.v.dir("memory", n) + "/memory.oom_control"); err == nil {
-		part.OOMKills = parseKeyed(b)["oom_kill"]
-	}
-	if n == first {
-		wait := time.Second
-		if isDir(s.v.dir("memory", n)) {
-			wait = 0
-		}
-		part.OOMKills = max(part.OOMKills, s.oomCount(n, wait))
-	}
+	part.OOMKills, _ = s.OOMKills(n)
 	return part, nil
 }
