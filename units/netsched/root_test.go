@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -275,6 +276,46 @@ func TestRootSetupClassesTeardown(t *testing.T) {
 	}
 	if len(classes(t, n, n.b)) != 2 || !strings.Contains(run(t, "tc", "filter", "show", "dev", "b", "parent", "1:"), filterName) {
 		t.Error("Setup did not restore 1:2 and the filter")
+	}
+
+	// Another filter holding the classifier's prio is replaced.
+	run(t, "tc", "filter", "del", "dev", "b", "parent", "1:")
+	run(t, "tc", "filter", "add", "dev", "b", "parent", "1:", "prio", "10", "protocol", "ip", "u32", "match", "u32", "0", "0", "classid", "1:2")
+	if err := n.s.Setup(n.b); err != nil {
+		t.Fatal(err)
+	}
+	if fl := run(t, "tc", "filter", "show", "dev", "b", "parent", "1:"); strings.Contains(fl, "u32") || !strings.Contains(fl, "name "+filterName) {
+		t.Errorf("u32 at prio 10 not replaced:\n%s", fl)
+	}
+
+	// Concurrent use of one Sched.
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			minor := uint16(0x100 + i)
+			for j := range 4 {
+				if err := n.s.SetClass(n.b, Class{Minor: minor, Parent: RootMinor, Ceil: uint64(1_000_000 * (j + 1))}); err != nil {
+					errs <- err
+				}
+				if _, err := n.s.Classes(n.b); err != nil {
+					errs <- err
+				}
+			}
+			if err := n.s.DeleteClass(n.b, minor); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent: %v", err)
+	}
+	if cs := classes(t, n, n.b); len(cs) != 2 {
+		t.Errorf("after the concurrent run: %+v", cs)
 	}
 
 	// Teardown, twice; a missing device is an error with ENODEV.
