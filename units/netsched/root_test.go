@@ -451,3 +451,68 @@ func TestRootLimit(t *testing.T) {
 		t.Errorf("no drops or overlimits: %+v", st)
 	}
 }
+
+// TestRootForwardedFromNetns documents a limit of classid classification:
+// a packet that a process in another network namespace sends through a veth
+// and that this namespace forwards reaches the shaped device without its
+// socket (veth scrubs it when crossing namespaces) and in softirq context,
+// so bpf_get_cgroup_classid returns 0 and the packet lands in the default
+// class whatever the sender's net_cls classid. Classification works for
+// processes of the namespace that owns the shaped device.
+func TestRootForwardedFromNetns(t *testing.T) {
+	n := newNetns(t)
+	if err := n.s.Setup(n.a); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.s.SetClass(n.a, Class{Minor: 0x10, Parent: RootMinor}); err != nil {
+		t.Fatal(err)
+	}
+	cg := netCls(t, handle(0x10))
+	run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	run(t, "ip", "link", "add", "name", "c", "type", "veth", "peer", "name", "d")
+	run(t, "ip", "addr", "add", "10.9.0.1/24", "dev", "c")
+	run(t, "ip", "link", "set", "dev", "c", "up")
+	// The inner namespace: a child of this thread that waits on stdin.
+	inner := exec.Command("unshare", "--net", "sh", "-c", "read x")
+	stdin, err := inner.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); inner.Wait() }()
+	pid := strconv.Itoa(inner.Process.Pid)
+	ns := "/proc/" + pid + "/ns/net"
+	// unshare may not have switched yet; retry moving d until it lands.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		self, _ := os.Readlink("/proc/thread-self/ns/net")
+		other, _ := os.Readlink(ns)
+		if other != "" && other != self {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("inner namespace never appeared")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	run(t, "ip", "link", "set", "dev", "d", "netns", pid)
+	run(t, "nsenter", "--net="+ns, "ip", "addr", "add", "10.9.0.2/24", "dev", "d")
+	run(t, "nsenter", "--net="+ns, "ip", "link", "set", "dev", "d", "up")
+	run(t, "nsenter", "--net="+ns, "ip", "route", "add", "default", "via", "10.9.0.1")
+	before := classes(t, n, n.a)
+	out, err := exec.Command("nsenter", "--net="+ns, "bash", "-c",
+		"echo $$ > "+filepath.Join(cg, "cgroup.procs")+" && for i in 1 2 3; do echo x >/dev/udp/"+remoteIP+"/9; done").CombinedOutput()
+	if err != nil {
+		t.Fatalf("inner sender: %v\n%s", err, out)
+	}
+	time.Sleep(100 * time.Millisecond) // forwarding happens in softirq
+	after := classes(t, n, n.a)
+	got := after[0x10].Stats.Packets - before[0x10].Stats.Packets
+	dflt := after[DefaultMinor].Stats.Packets - before[DefaultMinor].Stats.Packets
+	t.Logf("forwarded from an inner netns with classid 1:10: class 1:10 got %d, default got %d", got, dflt)
+	if got != 0 || dflt < 3 {
+		t.Errorf("expected the forwarded packets in the default class: 1:10 %d, default %d", got, dflt)
+	}
+}
