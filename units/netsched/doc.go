@@ -22,6 +22,13 @@
 //	    class 1:2  (DefaultMinor) rate minimal, ceil MaxRate
 //	    class 1:<minor>, minor >= FirstMinor: the caller's (one per container)
 //
+// Limit (TestRootForwardedFromNetns): classification works for packets that
+// processes of the namespace owning the shaped device send themselves. A
+// packet sent from another network namespace through a veth and forwarded
+// here has lost its socket (veth scrubs it when crossing namespaces) and is
+// classified in softirq, so it gets classid 0 and lands in the default class
+// whatever the sender's net_cls classid.
+//
 // The package owns exactly that: the root qdisc of the devices it is asked to
 // Setup, their classes, and the one filter. It talks rtnetlink and bpf(2)
 // directly through golang.org/x/sys/unix (no exec, no other dependency).
