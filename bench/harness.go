@@ -233,6 +233,7 @@ func (e *Env) writeConf(extra []string) error {
 		"porto_stage = " + filepath.Join(e.Bin, "porto-stage"),
 		"stop_timeout = 10s",
 		"log_level = info",
+		"network = false", // never shape the host's devices from a benchmark
 	}
 	for _, x := range extra {
 		k, _, _ := strings.Cut(x, "=")

@@ -98,10 +98,8 @@ func topTable(x *CLI, c Client, sortBy int) (string, error) {
 			}
 			r := row{name: n}
 			for _, k := range topColumns {
-				// A datum the daemon cannot give is "-". net_packets is
-				// one: containers share the host network, so portod has
-				// no per-container counters and answers NotSupported (the
-				// seed's "em1: 0" came from Porto's own traffic classes).
+				// A datum the daemon cannot give is "-" (net_packets
+				// where porto.conf turns traffic control off).
 				v := cells[cell{n, k}]
 				h := HumanValue(k, v.Value)
 				if v.Err != nil {

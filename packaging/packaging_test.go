@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/xml"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -225,7 +226,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("porto.conf: %v", err)
 	}
-	if want := service.DefaultConfig(); got != want {
+	if want := service.DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("porto.conf differs from the defaults:\n got %+v\nwant %+v", got, want)
 	}
 	b, err := os.ReadFile("../porto.conf")

@@ -34,6 +34,8 @@ type Config struct {
 	StagePath     string        // porto_stage: path of the porto-stage binary
 	LogLevel      string        // log_level: debug|info|warn|error
 	StagePool     int           // stage_pool: warm isolation stages per kind
+	Network       bool          // network: per-container traffic classes (net_cls + HTB)
+	NetDevices    []string      // network_devices: names or patterns; empty: every up device but lo
 }
 
 // DefaultConfig is the configuration when porto.conf sets nothing.
@@ -56,6 +58,7 @@ func DefaultConfig() Config {
 		StagePath:     "/usr/lib/porto/porto-stage",
 		LogLevel:      "info",
 		StagePool:     1,
+		Network:       true,
 	}
 }
 
@@ -143,6 +146,24 @@ func confKeys(c *Config) map[string]func(string) error {
 				return fmt.Errorf("%q is not a number from 0 to 8", v)
 			}
 			c.StagePool = n
+			return nil
+		},
+		"network": func(v string) error {
+			b, err := ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not true or false", v)
+			}
+			c.Network = b
+			return nil
+		},
+		"network_devices": func(v string) error {
+			c.NetDevices = nil
+			for _, d := range strings.Fields(v) {
+				if _, err := filepath.Match(d, ""); err != nil || !validDevName(d) {
+					return fmt.Errorf("%q is not a device name or pattern", d)
+				}
+				c.NetDevices = append(c.NetDevices, d)
+			}
 			return nil
 		},
 		"varlink_socket": path(&c.VarlinkSocket),

@@ -33,6 +33,9 @@ type record struct {
 	Stdout   stdFile  `json:"stdout,omitempty"`
 	Stderr   stdFile  `json:"stderr,omitempty"`
 	OwnFiles []string `json:"own_files,omitempty"`
+	// NetClass is the container's traffic class (tc minor; its own
+	// processes are NetClass+1), kept from first start to destroy.
+	NetClass uint16 `json:"net_class,omitempty"`
 }
 
 type stdFile struct {

@@ -87,14 +87,15 @@ func (f *fakeSpawner) config(pid int) *isolation.Config {
 
 // fakeCgroups records cgroups as a set of names.
 type fakeCgroups struct {
-	mu     sync.Mutex
-	groups map[string]bool
-	frozen map[string]bool
-	oom    map[string]uint64
+	mu      sync.Mutex
+	groups  map[string]bool
+	frozen  map[string]bool
+	oom     map[string]uint64
+	classid map[string]uint32 // the last Limits.NetClassID applied
 }
 
 func newFakeCgroups() *fakeCgroups {
-	return &fakeCgroups{groups: map[string]bool{}, frozen: map[string]bool{}, oom: map[string]uint64{}}
+	return &fakeCgroups{groups: map[string]bool{}, frozen: map[string]bool{}, oom: map[string]uint64{}, classid: map[string]uint32{}}
 }
 
 func (f *fakeCgroups) Create(name string) error {
@@ -123,7 +124,12 @@ func (f *fakeCgroups) Frozen(name string) (bool, error) {
 	defer f.mu.Unlock()
 	return f.frozen[name], nil
 }
-func (f *fakeCgroups) Apply(name string, l units.Limits) error { return nil }
+func (f *fakeCgroups) Apply(name string, l units.Limits) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.classid[name] = l.NetClassID
+	return nil
+}
 func (f *fakeCgroups) Stats(name string) (units.Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -152,6 +158,7 @@ type env struct {
 	sp  *fakeSpawner
 	cg  *fakeCgroups
 	cfg Config
+	net Network // nil: traffic control off
 }
 
 func newEnv(t *testing.T) *env {
@@ -173,6 +180,9 @@ func (e *env) open() *Manager {
 	m, err := New(e.cfg, e.sp, e.cg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	if e.net != nil {
+		m.SetNetwork(e.net)
 	}
 	if err := m.Restore(e.t.Context()); err != nil {
 		e.t.Fatal(err)

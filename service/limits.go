@@ -41,6 +41,7 @@ func (m *Manager) limitsOf(c *Container, overKey, overVal string) (units.Limits,
 	l.CPUGuarantee, _ = parseCores(val("cpu_guarantee"))
 	l.CPUPolicy = val("cpu_policy")
 	l.IOPolicy = val("io_policy")
+	l.NetClassID = m.netClassID(c)
 	if v, ok := c.prop("allowed_devices"); ok || overKey == "allowed_devices" {
 		if overKey == "allowed_devices" {
 			v = overVal
@@ -241,33 +242,25 @@ func memTotal() uint64 {
 	return 0
 }
 
-func notSupportedNet(key string) func(*Manager, *Container, string) (string, error) {
-	return func(_ *Manager, _ *Container, v string) (string, error) {
-		return "", api.Errorf(api.NotSupported, "%s needs a network namespace of the container's own; containers share the host network, where per-container traffic control is not available", key)
-	}
-}
-
-// netData answers every per-container network counter with NotSupported.
-// Containers share the host's network namespace and porto sets up no
-// traffic classes (net_cls + tc) for them, so there is no per-container
-// source of these counters; the host's per-interface counters would count
-// every process of the machine, and reporting them as the container's
-// would be false.
-func netData(key, desc string) *prop {
-	return &prop{name: key, desc: desc + " (not available: containers share the host network)", data: true,
-		get: func(_ *Manager, _ *Container) (string, error) {
-			return "", api.Errorf(api.NotSupported, "%s: containers share the host network and porto keeps no per-container traffic counters (no network namespace or traffic class of their own)", key)
-		}}
-}
-
 // registerLimits adds the cgroup-backed limit properties (props.go calls
 // it, so they list after the other properties and before the data).
 func registerLimits() {
 	register(
-		netData("net_bytes", "per-interface bytes sent"),
-		netData("net_packets", "per-interface packets sent"),
-		netData("net_drops", "per-interface packets dropped"),
-		netData("net_overlimits", "per-interface packets over the limit"),
+		netData("net_bytes", "bytes sent, per device: dev: N; ...", false, func(s units.NetStats) uint64 { return s.Bytes }),
+		netData("net_packets", "packets sent, per device", false, func(s units.NetStats) uint64 { return s.Packets }),
+		netData("net_drops", "packets dropped, per device", true, func(s units.NetStats) uint64 { return s.Drops }),
+		netData("net_overlimits", "times the traffic class went over its limit, per device", true, func(s units.NetStats) uint64 { return s.Overlimits }),
+		&prop{name: "net_class_id", desc: "the traffic class of the container's own processes (tc classid)", data: true,
+			get: func(m *Manager, c *Container) (string, error) {
+				if _, err := needState(c, "net_class_id", started...); err != nil {
+					return "", err
+				}
+				id := m.netClassID(c)
+				if id == 0 {
+					return "", api.Errorf(api.NotSupported, "net_class_id: %s", m.netOffReason())
+				}
+				return fmt.Sprintf("%x:%x", id>>16, id&0xffff), nil
+			}},
 		&prop{name: "memory_limit", desc: "memory limit, bytes (suffixes K, M, G); 0: unlimited", dynamic: true,
 			def: constDef("0"), validate: vMemoryLimit, apply: dynamicLimit("memory_limit")},
 		&prop{name: "memory_guarantee", desc: "memory guarantee, bytes; the sum over all containers plus 2G must fit in RAM", dynamic: true,
@@ -286,8 +279,11 @@ func registerLimits() {
 			def: constDef("normal"), validate: vChoice("io_policy", "normal", "batch"), apply: dynamicLimit("io_policy")},
 		&prop{name: "thread_limit", desc: "maximum number of tasks (the pids limit); 0: unlimited", dynamic: true,
 			def: constDef("0"), validate: vInt(0, 1<<31-1), apply: dynamicLimit("thread_limit")},
-		&prop{name: "net_limit", desc: "per-interface traffic limit (needs a private network namespace)", validate: notSupportedNet("net_limit")},
-		&prop{name: "net_guarantee", desc: "per-interface traffic guarantee (needs a private network namespace)", validate: notSupportedNet("net_guarantee")},
-		&prop{name: "net_priority", desc: "per-interface traffic priority 0-7 (needs a private network namespace)", validate: notSupportedNet("net_priority")},
+		&prop{name: "net_limit", desc: "traffic limit per device, bytes/s: dev: N; default: N (0: unlimited)",
+			def: constDef("default: 0"), validate: vNetMap("net_limit", 0)},
+		&prop{name: "net_guarantee", desc: "guaranteed traffic rate per device, bytes/s: dev: N; default: N",
+			def: constDef("default: 0"), validate: vNetMap("net_guarantee", 0)},
+		&prop{name: "net_priority", desc: "traffic priority per device, 0 (first) to 7: dev: N; default: N",
+			def: constDef("default: 3"), validate: vNetMap("net_priority", 7)},
 	)
 }

@@ -77,21 +77,3 @@ func TestMemoryGuaranteeOvercommit(t *testing.T) {
 		t.Errorf("child guarantee above the parent's is not InvalidValue")
 	}
 }
-
-func TestNetDataNotSupported(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	e.run(root, "n", "sleep 1000")
-	for _, k := range []string{"net_bytes", "net_packets", "net_drops", "net_overlimits"} {
-		_, err := e.m.Get(ctx, root, "n", k)
-		if api.CodeOf(err) != api.NotSupported || !strings.Contains(err.Error(), "host network") {
-			t.Errorf("get %s: %v, want NotSupported with the reason", k, err)
-		}
-	}
-	for _, k := range []string{"net_limit", "net_guarantee", "net_priority"} {
-		e.must(e.m.Create(ctx, root, "s"+k))
-		if err := e.m.Set(ctx, root, "s"+k, k, "eth0: 1"); api.CodeOf(err) != api.NotSupported {
-			t.Errorf("set %s: %v, want NotSupported", k, err)
-		}
-	}
-}

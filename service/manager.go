@@ -43,6 +43,10 @@ type Manager struct {
 	subMu sync.Mutex
 	subs  map[chan Event]struct{}
 
+	net    Network // nil: traffic control off
+	netOff string  // why, when porto.conf asked for it
+	netIDs netState
+
 	foreignW pidWatcher
 	lost     chan struct{} // closed when the spawner's exit stream ends
 
@@ -392,6 +396,7 @@ func (m *Manager) Destroy(ctx context.Context, caller Caller, name string) error
 		if err := m.cg.Remove(n.name); err != nil {
 			m.log.Warn("cannot remove cgroups", "container", n.name, "err", err)
 		}
+		m.netRelease(n)
 		m.treeMu.Lock()
 		delete(m.byName, n.name)
 		delete(n.parent.children, n.name)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,14 +86,21 @@ func TestConfig(t *testing.T) {
 	if err != nil || c.StateDir != "/tmp/x" || c.StopTimeout != 5*time.Second || c.MaxContainers != 10 || c.Place != "/place/porto" {
 		t.Fatalf("%+v %v", c, err)
 	}
-	for _, bad := range []string{"bogus = 1", "state_dir = rel", "stop_timeout = soon", "max_containers = 0", "noequals", "cgroup_driver = docker", "cgroup_root = a/b", "a=1\na=2", "state_dir=/a\nstate_dir=/b", "stage_pool = 9", "stage_pool = -1", "stage_pool = x"} {
+	for _, bad := range []string{"bogus = 1", "state_dir = rel", "stop_timeout = soon", "max_containers = 0", "noequals", "cgroup_driver = docker", "cgroup_root = a/b", "a=1\na=2", "state_dir=/a\nstate_dir=/b", "stage_pool = 9", "stage_pool = -1", "stage_pool = x", "network = maybe", "network_devices = a/b", "network_devices = [x"} {
 		_, err := ParseConfig(strings.NewReader(bad), "t")
 		if api.CodeOf(err) != api.InvalidValue || !strings.Contains(err.Error(), "t:") {
 			t.Errorf("%q: %v", bad, err)
 		}
 	}
-	if len(ConfigKeys()) != 17 {
+	if len(ConfigKeys()) != 19 {
 		t.Errorf("keys %v", ConfigKeys())
+	}
+	c, err = ParseConfig(strings.NewReader("network = false\nnetwork_devices = eth* em1\n"), "t")
+	if err != nil || c.Network || !slices.Equal(c.NetDevices, []string{"eth*", "em1"}) {
+		t.Errorf("network keys: %+v %v", c, err)
+	}
+	if !DefaultConfig().Network {
+		t.Errorf("network is off by default")
 	}
 }
 

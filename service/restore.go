@@ -83,6 +83,7 @@ func (m *Manager) Restore(ctx context.Context) error {
 		wg.Wait()
 		lo = hi
 	}
+	m.restoreNetwork(restored)
 	m.log.Info("containers restored", "count", len(restored), "with_process", running.Load(), "took", time.Since(t0))
 	return nil
 }

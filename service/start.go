@@ -228,6 +228,10 @@ func (m *Manager) prepareCgroups(c *Container) error {
 	if err := m.cg.Create(c.name); err != nil {
 		return api.Wrap(api.Unknown, err, "cgroups: "+err.Error())
 	}
+	if err := m.netSetup(c); err != nil {
+		m.removeCgroups(c)
+		return err
+	}
 	if err := m.applyLimits(c); err != nil {
 		m.removeCgroups(c)
 		return err
@@ -500,6 +504,7 @@ func (m *Manager) removeCgroups(c *Container) {
 	if err := m.cg.Remove(c.name); err != nil {
 		m.log.Warn("cannot remove cgroups", "container", c.name, "err", err)
 	}
+	m.netTeardown(c)
 }
 
 // procStartTime is field 22 of /proc/pid/stat (clock ticks since boot).

@@ -135,6 +135,9 @@ type Env struct {
 	CgroupRoot string
 	Log        string // portod's stdout+stderr
 
+	// NetNS is the named network namespace portod runs in (NewEnvNet).
+	NetNS string
+
 	// Varlink makes Ctl talk to portod over its Varlink socket
 	// (--transport=varlink) instead of the private bus.
 	Varlink     bool
@@ -181,6 +184,21 @@ func NewEnv(t *testing.T) *Env {
 // use {dir} and {state} for the env's directory and state_dir.
 func NewEnvWith(t *testing.T, conf []string) *Env {
 	t.Helper()
+	return newEnv(t, conf, false)
+}
+
+// NewEnvNet is NewEnvWith for a portod with traffic control, in a network
+// namespace of its own (the host's devices are never touched): there the
+// device em1 (one end of a veth pair, 198.51.100.1/24) is up, and
+// 198.51.100.2 has a permanent neighbour entry, so datagrams sent to it
+// leave through em1's qdisc at once. porto.conf manages em1 only.
+func NewEnvNet(t *testing.T, conf []string) *Env {
+	t.Helper()
+	return newEnv(t, append([]string{"network = true", "network_devices = em1"}, conf...), true)
+}
+
+func newEnv(t *testing.T, conf []string, netns bool) *Env {
+	t.Helper()
 	requireRoot(t)
 	e := &Env{t: t, Bin: binDir(t)}
 	dir, err := os.MkdirTemp("", "porto-itest-")
@@ -201,10 +219,41 @@ func NewEnvWith(t *testing.T, conf []string) *Env {
 	t.Cleanup(e.Close)
 
 	e.startBus()
+	if netns {
+		e.makeNetNS()
+	}
 	e.writeConf(conf)
 	e.StartPortod()
 	e.stateBefore = listFiles(e.StateDir)
 	return e
+}
+
+// makeNetNS creates the network namespace of NewEnvNet.
+func (e *Env) makeNetNS() {
+	t := e.t
+	name := "porto-itest-" + randHex(4)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	e.NetNS = name
+	for _, args := range [][]string{
+		{"link", "add", "em1", "type", "veth", "peer", "name", "em1p"},
+		{"link", "set", "lo", "up"},
+		{"link", "set", "em1p", "up"},
+		{"link", "set", "em1", "up"},
+		{"addr", "add", "198.51.100.1/24", "dev", "em1"},
+		{"neigh", "add", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "em1", "nud", "permanent"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"-n", name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip -n %s %v: %v: %s", name, args, err, out)
+		}
+	}
+}
+
+// NetExec runs argv in the env's network namespace (tc, ip).
+func (e *Env) NetExec(argv ...string) (string, error) {
+	out, err := exec.Command("nsenter", append([]string{"--net=/run/netns/" + e.NetNS, "--"}, argv...)...).CombinedOutput()
+	return string(out), err
 }
 
 // VarlinkSocket is where this env's portod serves Varlink.
@@ -233,6 +282,9 @@ func (e *Env) writeConf(extra []string) {
 		"porto_stage = " + filepath.Join(e.Bin, "porto-stage"),
 		"stop_timeout = 10s",
 		"log_level = debug",
+		// Traffic control only in a network namespace of the test's own
+		// (NewEnvNet): never on the host's devices.
+		"network = false",
 	}
 	for _, x := range extra {
 		x = strings.NewReplacer("{dir}", e.Dir, "{state}", e.StateDir).Replace(x)
@@ -348,6 +400,9 @@ func (e *Env) StartPortod() {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(e.Bin, "portod"), "--config", e.Conf)
+	if e.NetNS != "" {
+		cmd = exec.Command("nsenter", "--net=/run/netns/"+e.NetNS, "--", filepath.Join(e.Bin, "portod"), "--config", e.Conf)
+	}
 	cmd.Env = []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"DBUS_SYSTEM_BUS_ADDRESS=" + e.BusAddr,
@@ -457,6 +512,11 @@ func (e *Env) Close() {
 	}
 	if err := e.StopPortod(); err != nil {
 		t.Errorf("%v\n%s", err, e.LogTail())
+	}
+	if e.NetNS != "" {
+		if out, err := exec.Command("ip", "netns", "del", e.NetNS).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", e.NetNS, err, out)
+		}
 	}
 	if e.bus != nil {
 		e.bus.Process.Signal(syscall.SIGTERM)

@@ -50,7 +50,7 @@ type SystemdOptions struct {
 // porto-<a>.scope in <Root>.slice, created with the PID of the first
 // process attached to it and Delegate=yes. Nested containers are porto's
 // own sub-cgroups inside the scope. In the hierarchies systemd does not
-// delegate (freezer, cpuacct, cpuset here) porto creates its own cgroups
+// delegate (freezer, cpuacct, cpuset, net_cls here) porto creates its own cgroups
 // at the scope's path and marks them. porto never writes an attribute of
 // a cgroup systemd created: a first-level container's limits are unit
 // properties (SetUnitProperties).
@@ -292,7 +292,7 @@ func (s *Systemd) ensureOwn(first string, scopeRunning bool) error {
 // porto1Owned: hierarchies systemd never delegates on cgroup v1, where
 // porto can create the scope level before the scope exists.
 func porto1Owned(h *hierarchy) bool {
-	return h.has("freezer") || h.has("cpuacct") || h.has("cpuset")
+	return h.has("freezer") || h.has("cpuacct") || h.has("cpuset") || h.has("net_cls")
 }
 
 // Create makes the container's cgroups where they can exist now: porto's
@@ -640,6 +640,15 @@ func (s *Systemd) Apply(name string, l Limits) error {
 	props, err := s.unitProps(first, l)
 	if err != nil {
 		return err
+	}
+	// net_cls is porto's own hierarchy (systemd has no such controller):
+	// the classid goes straight to porto's cgroup at the scope's path.
+	if h := s.v.by["net_cls"]; h != nil {
+		if d := s.v.hpath(h, first); isDir(d) && !ownedBySystemd(d) {
+			if err := writeFile(d+"/net_cls.classid", strconv.FormatUint(uint64(l.NetClassID), 10)); err != nil {
+				return limitErr("net_cls classid", err)
+			}
+		}
 	}
 	if !active {
 		c := l

@@ -21,6 +21,10 @@ type Limits struct {
 	IOLimit           uint64  // bytes/s, applied to reads and writes of every whole disk
 	IOPolicy          string  // normal|batch ("" = normal)
 	PidsLimit         uint64  // 0 = unlimited
+	// NetClassID is the net_cls classid of the container's own sockets
+	// (tc handle major<<16|minor; 0 = unclassified). Written where the
+	// net_cls hierarchy is mounted, ignored where it is not.
+	NetClassID uint32
 	// Devices are device-cgroup rules ("c 1:3 rwm"); nil keeps the default.
 	// A non-nil empty slice denies every device.
 	Devices []string
@@ -93,4 +97,9 @@ type Options struct {
 	Log *slog.Logger
 	// BlockRoot lists block devices for io_limit; default /sys/block.
 	BlockRoot string
+	// NetCls, for the v2 driver, is a mounted cgroup v1 net_cls hierarchy
+	// to keep containers' classids in (cgroup v2 has no net_cls; see
+	// MountNetCls). "" leaves their traffic unclassified. The v1 drivers
+	// use <MountRoot>/net_cls when it is mounted and ignore this.
+	NetCls string
 }

@@ -19,7 +19,7 @@ import (
 
 // v1Controllers are the hierarchies a container lives in, in the order
 // they are created and attached. A missing optional one is skipped.
-var v1Controllers = []string{"freezer", "memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset"}
+var v1Controllers = []string{"freezer", "memory", "cpu", "cpuacct", "pids", "devices", "blkio", "cpuset", "net_cls"}
 
 // v1Required must be mounted.
 var v1Required = []string{"freezer", "memory", "cpu", "cpuacct", "pids"}
@@ -96,6 +96,9 @@ func discoverV1(opts Options) (*V1, error) {
 	byMount := make(map[string]*hierarchy)
 	for _, c := range v1Controllers {
 		p := filepath.Join(opts.MountRoot, c)
+		if c == "net_cls" && opts.NetCls != "" {
+			p = opts.NetCls
+		}
 		if !exists(filepath.Join(p, "cgroup.procs")) {
 			continue
 		}
@@ -741,6 +744,14 @@ func (v *V1) Apply(name string, l Limits) (err error) {
 			}
 		}
 		cur.IOPolicy = l.IOPolicy
+	}
+	if force || l.NetClassID != cur.NetClassID {
+		if h := v.by["net_cls"]; h != nil {
+			if err = writeFile(v.hpath(h, n)+"/net_cls.classid", strconv.FormatUint(uint64(l.NetClassID), 10)); err != nil {
+				return limitErr("net_cls classid", err)
+			}
+		}
+		cur.NetClassID = l.NetClassID
 	}
 	if !slices.Equal(rules, cur.Devices) || (rules == nil) != (cur.Devices == nil) || (force && rules != nil) {
 		if err = v.applyDevices(n, rules, !force && cur.Devices != nil); err != nil {

@@ -41,6 +41,7 @@ type V2 struct {
 	root  string   // MountRoot/Root
 	ctrls []string // controllers enabled in porto's subtree
 	reg   registry
+	ncls  *netCls // Options.NetCls, or nil
 
 	freezeTimeout time.Duration
 }
@@ -86,6 +87,11 @@ func NewV2(opts Options) (*V2, error) {
 	}
 	if err := v.enable(v.root, false); err != nil {
 		return nil, err
+	}
+	if opts.NetCls != "" {
+		if v.ncls, err = newNetCls(opts.NetCls, opts.Root); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }
@@ -160,8 +166,16 @@ func (v *V2) Create(name string) error {
 		return fmt.Errorf("create cgroup of %q: %w", n, err)
 	}
 	_, err = mkdir(d + "/" + leafName)
+	if err == nil && v.ncls != nil {
+		var nc bool
+		if nc, err = v.ncls.create(n); err == nil && created && !nc {
+			// A leftover with a stale classid: reset it.
+			err = v.ncls.setClass(n, 0)
+		}
+	}
 	if err != nil {
 		if created {
+			unix.Rmdir(d + "/" + leafName)
 			unix.Rmdir(d)
 		}
 		return fmt.Errorf("create cgroup of %q: %w", n, err)
@@ -180,6 +194,11 @@ func (v *V2) Attach(name string, pid int) error {
 	}
 	if err := writeFile(v.dir(n)+"/"+leafName+"/cgroup.procs", strconv.Itoa(pid)); err != nil {
 		return fmt.Errorf("attach %d to %q: %w", pid, n, err)
+	}
+	if v.ncls != nil {
+		if err := v.ncls.attach(n, strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("attach %d to %q (net_cls): %w", pid, n, err)
+		}
 	}
 	if p := v.reg.policy(n); p != "normal" && p != "idle" {
 		if err := setSched([]int{pid}, p); err != nil {
@@ -329,6 +348,11 @@ func (v *V2) Remove(name string) error {
 	v.reg.forget(n)
 	if err != nil {
 		return fmt.Errorf("remove cgroup of %q: %w", name, busyPids(d, err))
+	}
+	if v.ncls != nil {
+		if err := v.ncls.remove(n, deadline); err != nil {
+			return fmt.Errorf("remove net_cls cgroup of %q: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -572,6 +596,14 @@ func (v *V2) Apply(name string, l Limits) (err error) {
 			}
 		}
 		cur.IOPolicy = l.IOPolicy
+	}
+	if force || l.NetClassID != cur.NetClassID {
+		if v.ncls != nil {
+			if err = v.ncls.setClass(n, l.NetClassID); err != nil {
+				return limitErr("net_cls classid", err)
+			}
+		}
+		cur.NetClassID = l.NetClassID
 	}
 	return nil
 }

@@ -109,6 +109,7 @@ func newEnv(tb testing.TB) *env {
 		"varlink_socket = " + filepath.Join(dir, "varlink.sock"),
 		"porto_init = " + filepath.Join(bin, "porto-init"),
 		"log_level = info",
+		"network = false", // never shape the host's devices from a benchmark
 	}, "\n") + "\n"
 	if err := os.WriteFile(e.conf, []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/porto-dev/porto/isolation/supervise"
 	"github.com/porto-dev/porto/service"
 	"github.com/porto-dev/porto/units"
+	"github.com/porto-dev/porto/units/netsched"
 	"github.com/porto-dev/porto/varlinkapi"
 )
 
@@ -182,7 +183,14 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 	}
 	defer sp.Close()
 
-	cg, err := newCgroups(cfg, log)
+	netcls := ""
+	if cfg.Network {
+		// Before the cgroup driver, which finds the hierarchy.
+		if netcls, err = units.EnsureNetCls("", filepath.Join(cfg.StateDir, "net_cls")); err != nil {
+			log.Error("no net_cls hierarchy: traffic is not counted or shaped per container", "err", err)
+		}
+	}
+	cg, err := newCgroups(cfg, netcls, log)
 	if err != nil {
 		return fatalf("cgroups: %v", err)
 	}
@@ -192,6 +200,16 @@ func serve(cfg service.Config, log *slog.Logger, supFd int) int {
 		return fatalf("%v", err)
 	}
 	defer m.Close()
+	if netcls != "" {
+		if n, err := newNetwork(cfg, log); err != nil {
+			log.Error("traffic control unavailable: traffic is not counted or shaped per container", "err", err)
+			m.SetNetworkOff("traffic control failed when porto started: " + err.Error())
+		} else {
+			m.SetNetwork(n)
+		}
+	} else if cfg.Network {
+		m.SetNetworkOff("there is no net_cls cgroup hierarchy (see porto's log)")
+	}
 
 	conn, err := dbusapi.ConnectSystemBus()
 	if err != nil {
@@ -289,8 +307,8 @@ func reportStatus(ctx context.Context, m *service.Manager) {
 // newCgroups picks the cgroup driver: systemd's transient scopes when
 // systemd is on the bus (cgroup_driver = auto or systemd), else porto's
 // own cgroupfs subtree.
-func newCgroups(cfg service.Config, log *slog.Logger) (service.Cgroups, error) {
-	opts := units.Options{Root: cfg.CgroupRoot, Log: log}
+func newCgroups(cfg service.Config, netcls string, log *slog.Logger) (service.Cgroups, error) {
+	opts := units.Options{Root: cfg.CgroupRoot, Log: log, NetCls: netcls}
 	useSystemd := false
 	switch cfg.CgroupDriver {
 	case "systemd":
@@ -312,6 +330,21 @@ func newCgroups(cfg service.Config, log *slog.Logger) (service.Cgroups, error) {
 		log.Info("systemd is not on the bus: managing cgroups directly (cgroupfs driver)", "root", cfg.CgroupRoot)
 	}
 	return units.NewCgroupfs(opts)
+}
+
+// newNetwork makes the managed devices' root qdiscs porto's HTB (in the
+// worker's network namespace, the host's).
+func newNetwork(cfg service.Config, log *slog.Logger) (service.Network, error) {
+	tc, err := netsched.Open()
+	if err != nil {
+		return nil, err
+	}
+	n, err := units.NewNetwork(tc, units.NetworkOptions{Devices: cfg.NetDevices, Log: log})
+	if err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return n, nil
 }
 
 // watchdogInterval is WatchdogSec when systemd asks for pings. systemd
