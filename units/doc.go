@@ -58,6 +58,20 @@
 // Not covered: OOMs of nested containers' own memory cgroups after the
 // whole scope is gone (their own Stats are read while the scope lives).
 //
+// # Traffic
+//
+// net_cls is one more v1 hierarchy (optional): Limits.NetClassID goes to
+// net_cls.classid of the container's cgroup. The systemd driver keeps it
+// as porto's own at the scope's path (systemd has no net_cls). cgroup v2
+// has no net_cls, so the v2 driver keeps the classids in a v1 net_cls
+// hierarchy mounted beside the unified one (Options.NetCls; EnsureNetCls
+// finds or mounts it), proven only against a directory tree.
+//
+// Network (network.go) drives traffic control through the TC interface
+// (*netsched.Sched, package units/netsched): per managed device, class
+// 1:id per container under its parent container's class, and the leaf
+// 1:id+1 for its own processes, whose classid its cgroup carries.
+//
 // # Limits
 //
 // Apply writes every field of Limits (zero resets to the kernel default),
@@ -89,6 +103,12 @@
 // measured in behaviour, and that nothing is left behind. Attach to 8
 // hierarchies costs about 0.2 ms back to back; the first write after an
 // idle spell pays the kernel's RCU grace period (median about 8 ms here).
+//
+// net_cls (v1) is tested on this machine's real hierarchies: found or
+// mounted, created, classid written and read back, a process attached,
+// removed. Classification and shaping are tested in units/netsched and,
+// end to end through portod, in tests/network_test.go (in a network
+// namespace of the test's own).
 //
 // The systemd driver is tested against real systemd 252, dbus and polkit in
 // the sandbox of docs/sandbox.md (PORTO_SYSTEMD_TESTS=1): scope with
