@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"os/user"
@@ -198,6 +199,18 @@ func TestSystemdSandbox(t *testing.T) {
 	if strict {
 		s.env = append(s.env, "SBX_STRICT=1")
 	}
+	// The sandbox confines net_cls only where the host has it mounted;
+	// without it, a porto inside would mount the hierarchy rooted at the
+	// host's top and leave its cgroups there. Mounted here for the rest
+	// of this package's run (TestMain unmounts it).
+	if !mountedAt(netClsMount) {
+		if err := os.MkdirAll(netClsMount, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("net_cls", netClsMount, "cgroup", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "net_cls"); err != nil {
+			t.Fatalf("mount net_cls: %v", err)
+		}
+	}
 	before := snapshotHost(t)
 	t0 := time.Now()
 	out, err := s.run(90*time.Second, "up")
@@ -309,6 +322,15 @@ func sandboxActivation(t *testing.T, s *sandbox) {
 	}
 	if !strings.Contains(out, "memory:/porto.slice/porto-x.scope") || !strings.Contains(out, "freezer:/porto.slice/porto-x.scope") {
 		t.Errorf("x's process is not in its scope's cgroups:\n%s", out)
+	}
+	// net_cls is porto's own at the scope's path (systemd has no such
+	// controller), with x's classid: the one net_class_id names.
+	ncls := s.ok(t, "grep net_cls /proc/"+pid+"/cgroup; cat /sys/fs/cgroup/net_cls/porto.slice/porto-x.scope/net_cls.classid; portoctl get x net_class_id")
+	t.Logf("net_cls of x:\n%s", ncls)
+	if nl := strings.Split(ncls, "\n"); len(nl) != 3 || !strings.HasSuffix(nl[0], ":net_cls:/porto.slice/porto-x.scope") {
+		t.Errorf("x's process is not in porto's net_cls cgroup at the scope's path:\n%s", ncls)
+	} else if id, err := strconv.ParseUint(nl[1], 10, 32); err != nil || fmt.Sprintf("%x:%x", id>>16, id&0xffff) != nl[2] {
+		t.Errorf("net_cls.classid %s does not match net_class_id %s", nl[1], nl[2])
 	}
 	st := s.waitFor(t, "systemctl show -p StatusText --value porto", "1 containers, 1 running", 6*time.Second)
 	status := s.ok(t, "systemctl status porto --no-pager --lines=0 || true")

@@ -40,6 +40,9 @@ WORK=${SBX_WORKDIR:-/var/tmp/sbx-ptests}
 STATE=$WORK/$NAME
 RT=$STATE/rt                        # empty dir on the host; stage2 mounts its tmpfs here (private ns)
 CG_V1="cpu cpuacct cpuset memory devices freezer blkio pids"
+# net_cls too when the host has it mounted: a porto inside with traffic
+# control must keep its net_cls cgroups below /$NAME like every other's.
+if [ -e /sys/fs/cgroup/net_cls/cgroup.procs ]; then CG_V1="$CG_V1 net_cls"; fi
 CG_ALL="$CG_V1 systemd unified"
 SBX_RO_BINDS=${SBX_RO_BINDS:-}
 SBX_TIMEOUT=${SBX_TIMEOUT:-60}

@@ -81,6 +81,8 @@ install -m0644 $R/packaging/org.porto.policy /usr/share/polkit-1/actions/
 install -m0644 $R/packaging/porto.service /lib/systemd/system/
 if [ -e $R/packaging/porto.socket ]; then install -m0644 $R/packaging/porto.socket /lib/systemd/system/; fi
 rm -f /etc/porto.conf; install -m0644 $R/porto.conf /etc/porto.conf
+# No traffic control: the host's net_cls need not be mounted for a bench.
+sed -i 's/^network = true$/network = false/' /etc/porto.conf
 systemctl daemon-reload
 systemctl reload dbus || busctl call org.freedesktop.DBus / org.freedesktop.DBus ReloadConfig
 systemctl start porto
@@ -112,7 +114,7 @@ portoctl destroy sbx-probe >/dev/null; portoctl destroy sbx-probe2 >/dev/null
 		return fmt.Errorf("in the sandbox: %v: %q", err, tail(stdout.Bytes()))
 	}
 	if withPorto {
-		say("porto installed in the sandbox's root (an overlay) and started as porto.service with the stock porto.conf: cgroup_driver auto chose the **%s** driver; state in /run/porto (a tmpfs there). ", driver)
+		say("porto installed in the sandbox's root (an overlay) and started as porto.service with the stock porto.conf (network = false): cgroup_driver auto chose the **%s** driver; state in /run/porto (a tmpfs there). ", driver)
 	}
 	say("systemd booted as pid 1 of new namespaces by tests/sandbox/sandbox.sh (in %s); %d interleaved iterations of each, inside it, after %d warm-ups.\n\n", boot.Round(time.Millisecond), *flagN, *flagWarm)
 	tableHead("the sandbox's unshare floor")
