@@ -92,11 +92,14 @@ func suiteLifecycle() error {
 		{Name: "portoctl over Varlink: `run x command=true; wait x; destroy x`", Run: ctl(client.TransportVarlink)},
 		{Name: "portoctl over D-Bus: same", Run: ctl(client.TransportDBus)},
 	}
-	if *flagBinB != "" {
-		// A second build, interleaved with the first: before/after figures
-		// of a change from one run.
+	if *flagBinB != "" || *flagConfB != "" {
+		// A second build (or configuration), interleaved with the first:
+		// before/after figures of a change from one run.
 		ob := options()
-		ob.Bin, ob.Pprof = *flagBinB, ""
+		ob.Pprof, ob.Conf = "", append(ob.Conf, confB()...)
+		if *flagBinB != "" {
+			ob.Bin = *flagBinB
+		}
 		envB, err := startEnv(ob)
 		if err != nil {
 			return fmt.Errorf("-bin-b: %w", err)
@@ -107,7 +110,13 @@ func suiteLifecycle() error {
 			return err
 		}
 		defer vlB.Close()
-		cases = append(cases, bench.Case{Name: "B build (" + *flagBinB + "): Go client over Varlink", Run: func() error { return lifecycle(vlB, name("vlb"), nil) }})
+		label := "B build (" + *flagBinB + ")"
+		if *flagBinB == "" {
+			label = "B (" + *flagConfB + ")"
+		} else if *flagConfB != "" {
+			label += " with " + *flagConfB
+		}
+		cases = append(cases, bench.Case{Name: label + ": Go client over Varlink", Run: func() error { return lifecycle(vlB, name("vlb"), nil) }})
 	}
 	if *flagPprof != "" {
 		if _, err := env.Profile(*flagPprof, false); err != nil {

@@ -24,6 +24,7 @@ import (
 var (
 	flagBin      = flag.String("bin", "", "directory of portod, portoctl and porto-init (default: <repo>/bin)")
 	flagBinB     = flag.String("bin-b", "", "lifecycle and scale: also run this second build's portod (Go client over Varlink), interleaved with the first: before/after figures")
+	flagConfB    = flag.String("conf-b", "", "lifecycle: also run portod B with these porto.conf lines (\"key = value; key = value\"; with -bin-b, that build), interleaved: the cost of a setting")
 	flagSuites   = flag.String("suites", "lifecycle,get,scale,sandbox", "comma-separated suites to run")
 	flagN        = flag.Int("n", 200, "lifecycle iterations per contender (after -warm warm-ups)")
 	flagWarm     = flag.Int("warm", 5, "unrecorded warm-up iterations")
@@ -93,6 +94,17 @@ func options() bench.Options {
 		o.Log = f
 	}
 	return o
+}
+
+// confB is -conf-b as porto.conf lines.
+func confB() []string {
+	var out []string
+	for _, l := range strings.Split(*flagConfB, ";") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func say(format string, args ...any) { fmt.Fprintf(out, format, args...) }
