@@ -3,6 +3,7 @@ package ctl
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // sizeKeys are printed with K/M/G suffixes by get and top.
@@ -23,6 +24,14 @@ var sizeKeys = map[string]bool{
 	"hugetlb_usage":          true,
 }
 
+// netSizeKeys are per-device maps of sizes ("em1: 1048576; default: 0"):
+// each value gets the suffixes of sizeKeys.
+var netSizeKeys = map[string]bool{
+	"net_limit":     true,
+	"net_guarantee": true,
+	"net_bytes":     true,
+}
+
 // HumanValue formats the raw value of key the way "portoctl get" prints it,
 // as old Porto's HumanValue did:
 //   - exit_status (a wait(2) status): "Container exited with N" or
@@ -31,7 +40,9 @@ var sizeKeys = map[string]bool{
 //     ...): 1024-based with a K, M or G suffix and 6 significant digits
 //     ("220K", "1.5G"); a value of at most 1024 stays as it is;
 //   - cpu_usage, cpu_usage_system (ns): "1.41732ms", with ns/us/ms/s;
-//   - time, aging_time (seconds): [HH:]MM:SS.
+//   - time, aging_time (seconds): [HH:]MM:SS;
+//   - per-device sizes (net_limit, net_guarantee, net_bytes): each value
+//     as a size ("em1: 1M; default: 0").
 //
 // Anything else, and any value that does not parse, is returned unchanged.
 func HumanValue(key, value string) string {
@@ -47,6 +58,14 @@ func HumanValue(key, value string) string {
 		return humanUnits(value, 1000, []string{"ns", "us", "ms", "s"})
 	case key == "time" || key == "aging_time":
 		return humanSeconds(value)
+	case netSizeKeys[key]:
+		parts := strings.Split(value, "; ")
+		for i, p := range parts {
+			if k, v, ok := strings.Cut(p, ": "); ok {
+				parts[i] = k + ": " + humanUnits(v, 1024, []string{"", "K", "M", "G"})
+			}
+		}
+		return strings.Join(parts, "; ")
 	}
 	return value
 }

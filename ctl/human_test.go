@@ -48,6 +48,11 @@ func TestHumanValue(t *testing.T) {
 		{"oom_killed", "false", "false"},
 		{"stdout", "a\n", "a\n"},
 		{"command", "sleep 1000", "sleep 1000"},
+		{"net_limit", "default: 2097152; em1: 0", "default: 2M; em1: 0"},
+		{"net_bytes", "em1: 1536", "em1: 1.5K"},
+		{"net_packets", "em1: 4096", "em1: 4096"},
+		{"net_guarantee", "", ""},
+		{"net_limit", "odd", "odd"},
 	} {
 		if got := HumanValue(tc.key, tc.raw); got != tc.want {
 			t.Errorf("HumanValue(%q, %q) = %q, want %q", tc.key, tc.raw, got, tc.want)

@@ -17,7 +17,7 @@ import (
 // netCount reads one device's value of a per-device datum ("em1: 12").
 func (e *Env) netCount(t *testing.T, name, key string) uint64 {
 	t.Helper()
-	out := strings.TrimSpace(e.Out(t, rootUser, "get", name, key))
+	out := strings.TrimSpace(e.Out(t, rootUser, "dget", name, key))
 	m := regexp.MustCompile(`^em1: ([0-9]+)$`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("%s %s = %q, want \"em1: N\"", name, key, out)
@@ -148,8 +148,9 @@ func TestNetworkLimits(t *testing.T) {
 	e.OK(t, rootUser, "set", "s", "net_guarantee", "em1: 1M")
 	e.OK(t, rootUser, "set", "s", "net_limit", "default: 2M")
 	e.OK(t, rootUser, "set", "s", "net_priority", "em1: 5")
-	e.Expect(t, rootUser, "em1: 1048576", "get", "s", "net_guarantee")
-	e.Expect(t, rootUser, "default: 2097152", "get", "s", "net_limit")
+	e.Expect(t, rootUser, "em1: 1048576", "dget", "s", "net_guarantee")
+	e.Expect(t, rootUser, "default: 2097152", "dget", "s", "net_limit")
+	e.Expect(t, rootUser, "default: 2M", "get", "s", "net_limit")
 	e.Expect(t, rootUser, "em1: 5", "get", "s", "net_priority")
 	e.OK(t, rootUser, "set", "s", "command", "sleep 1000")
 	e.OK(t, rootUser, "start", "s")
