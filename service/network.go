@@ -2,6 +2,7 @@ package service
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -232,8 +233,25 @@ func (m *Manager) restoreNetwork(restored []*Container) {
 	}
 	for _, c := range restored { // parents first
 		c.mu.Lock()
-		id := c.rec.NetClass
+		id, st := c.rec.NetClass, c.rec.State
 		c.mu.Unlock()
+		if id == 0 && st != api.StateStopped {
+			// Started while traffic control was off (or by a porto
+			// without it): give it its classes and its cgroup the
+			// classid now; the kernel moves its sockets along.
+			if err := m.netSetup(c); err != nil {
+				m.log.Warn("cannot give a restored container traffic classes", "container", c.name, "err", err)
+				continue
+			}
+			if err := m.applyLimits(c); err != nil {
+				m.log.Warn("cannot set the net_cls classid of a restored container", "container", c.name, "err", err)
+			}
+			c.mu.Lock()
+			live[c.rec.NetClass] = true
+			c.mu.Unlock()
+			m.save(c)
+			continue
+		}
 		if !live[id] {
 			continue
 		}
@@ -330,9 +348,13 @@ func vNetMap(key string, maxVal uint64) func(*Manager, *Container, string) (stri
 		if err != nil {
 			return "", api.Errorf(api.InvalidValue, "%s: %v (expected \"device: value; ...\", device a name or default)", key, err)
 		}
+		devs := m.net.Devices()
 		for k, n := range mp {
 			if maxVal > 0 && n > maxVal {
 				return "", api.Errorf(api.InvalidValue, "%s: %s: %d is above %d", key, k, n, maxVal)
+			}
+			if k != "default" && !slices.Contains(devs, k) {
+				return "", api.Errorf(api.InvalidValue, "%s: porto manages no device %s (it manages: %s; \"default\" is every device not named)", key, k, strings.Join(devs, ", "))
 			}
 		}
 		return formatNetMap(mp), nil

@@ -232,3 +232,40 @@ func TestNetRestorePrunesAndRecreates(t *testing.T) {
 	}
 	e.must(e.m.Destroy(ctx, root, "a"))
 }
+
+// A container started while traffic control was off gets its classes and
+// classid when a porto with it restores the container.
+func TestNetRestoreGivesClassesToOldContainers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.run(root, "a", "sleep 1000")
+	if id := e.m.byName["a"].rec.NetClass; id != 0 {
+		t.Fatalf("class id %#x without traffic control", id)
+	}
+	n := newFakeNet()
+	e.net = n
+	e.m.Close()
+	e.m = e.open()
+	id := e.m.byName["a"].rec.NetClass
+	if id < netsched.FirstMinor || !n.has(id) || !n.has(id+1) {
+		t.Fatalf("a has class id %#x after restore, classes there: %v %v", id, n.has(id), n.has(id+1))
+	}
+	if got := e.cg.classid["a"]; got != netsched.Major<<16|uint32(id+1) {
+		t.Errorf("a's cgroup classid %#x", got)
+	}
+	if _, err := e.m.Get(ctx, root, "a", "net_bytes"); err != nil {
+		t.Errorf("net_bytes after restore: %v", err)
+	}
+	e.must(e.m.Destroy(ctx, root, "a"))
+}
+
+func TestNetMapUnknownDevice(t *testing.T) {
+	e, _ := newNetEnv(t)
+	ctx := context.Background()
+	e.must(e.m.Create(ctx, root, "a"))
+	err := e.m.Set(ctx, root, "a", "net_limit", "eth9: 1M")
+	if api.CodeOf(err) != api.InvalidValue || !strings.Contains(err.Error(), "em1") {
+		t.Errorf("net_limit on a device porto does not manage: %v", err)
+	}
+	e.must(e.m.Set(ctx, root, "a", "net_limit", "em1: 1M; default: 2M"))
+}

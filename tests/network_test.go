@@ -196,3 +196,26 @@ func TestNetworkLimits(t *testing.T) {
 		t.Errorf("net_overlimits 0 under a limit that was exceeded")
 	}
 }
+
+// A container started while traffic control was off gets its classes and
+// classid when portod comes back with it on; its later traffic counts.
+func TestNetworkEnabledLater(t *testing.T) {
+	e := NewEnvNet(t, []string{"network = false"})
+	e.OK(t, rootUser, "run", "a", "command=bash -c 'while :; do echo porto >/dev/udp/198.51.100.2/9; sleep 0.05; done'")
+	e.FailWith(t, rootUser, "NotSupported", "get", "a", "net_packets")
+	if err := e.StopPortod(); err != nil {
+		t.Fatal(err)
+	}
+	e.writeConf([]string{"network = true", "network_devices = em1"})
+	e.StartPortod()
+	e.Expect(t, rootUser, "running", "get", "a", "state")
+	if n := e.waitNet(t, "a", "net_packets", 5); n < 5 {
+		t.Errorf("net_packets %d: a's traffic is not counted after traffic control came on", n)
+	}
+	// The unknown-device check of the limits, through portoctl.
+	e.OK(t, rootUser, "create", "b")
+	r := e.FailWith(t, rootUser, "InvalidValue", "set", "b", "net_limit", "eth9: 1M")
+	if !strings.Contains(r.Stderr, "em1") {
+		t.Errorf("no list of managed devices in %q", r.Stderr)
+	}
+}

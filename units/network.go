@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/porto-dev/porto/units/netsched"
@@ -62,11 +63,11 @@ func NetParentLevel(n int) int { return min(n-1, netDepth) }
 // class's counters include its descendants'; net_guarantee is the rate,
 // net_limit the ceil, net_priority the prio of both.
 type Network struct {
-	tc   TC
-	log  *slog.Logger
-	devs []netsched.Link // managed, by name
+	tc  TC
+	log *slog.Logger
 
 	mu     sync.Mutex
+	devs   []netsched.Link // managed, by name; a device that vanished is dropped
 	cached map[string]map[uint16]netsched.ClassInfo
 	at     time.Time
 }
@@ -121,11 +122,35 @@ func pickDevices(links []netsched.Link, patterns []string) []netsched.Link {
 
 // Devices are the managed devices' names, sorted.
 func (n *Network) Devices() []string {
-	out := make([]string, len(n.devs))
-	for i, d := range n.devs {
+	devs := n.devices()
+	out := make([]string, len(devs))
+	for i, d := range devs {
 		out[i] = d.Name
 	}
 	return out
+}
+
+func (n *Network) devices() []netsched.Link {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.devs
+}
+
+// gone drops a device the kernel no longer has (ENODEV): its classes went
+// with it, and every later operation would fail on it. It reports whether
+// err was that.
+func (n *Network) gone(d netsched.Link, err error) bool {
+	if !errors.Is(err, syscall.ENODEV) {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if i := slices.IndexFunc(n.devs, func(l netsched.Link) bool { return l.Index == d.Index }); i >= 0 {
+		n.devs = slices.Delete(slices.Clone(n.devs), i, i+1)
+		n.cached = nil
+		n.log.Warn("a managed network device is gone; its traffic is no longer counted", "device", d.Name)
+	}
+	return true
 }
 
 func pick[T any](m map[string]T, dev string, def T) T {
@@ -143,7 +168,7 @@ func pick[T any](m map[string]T, dev string, def T) T {
 // managed device.
 func (n *Network) SetClass(id, parent uint16, s NetShape) error {
 	var errs []error
-	for _, d := range n.devs {
+	for _, d := range n.devices() {
 		c := netsched.Class{
 			Minor:  id,
 			Parent: parent,
@@ -152,11 +177,13 @@ func (n *Network) SetClass(id, parent uint16, s NetShape) error {
 			Prio:   pick(s.Priority, d.Name, 3),
 		}
 		if err := n.tc.SetClass(d.Index, c); err != nil {
-			errs = append(errs, fmt.Errorf("%s: class 1:%x: %w", d.Name, id, err))
+			if !n.gone(d, err) {
+				errs = append(errs, fmt.Errorf("%s: class 1:%x: %w", d.Name, id, err))
+			}
 			continue
 		}
 		leaf := netsched.Class{Minor: id + 1, Parent: id, Rate: c.Rate, Prio: c.Prio}
-		if err := n.tc.SetClass(d.Index, leaf); err != nil {
+		if err := n.tc.SetClass(d.Index, leaf); err != nil && !n.gone(d, err) {
 			errs = append(errs, fmt.Errorf("%s: class 1:%x: %w", d.Name, id+1, err))
 		}
 	}
@@ -168,9 +195,12 @@ func (n *Network) SetClass(id, parent uint16, s NetShape) error {
 // Child containers' classes must be gone already.
 func (n *Network) DeleteClass(id uint16) error {
 	var errs []error
-	for _, d := range n.devs {
+	for _, d := range n.devices() {
 		for _, m := range []uint16{id + 1, id} {
 			if err := n.tc.DeleteClass(d.Index, m); err != nil {
+				if n.gone(d, err) {
+					break
+				}
 				errs = append(errs, fmt.Errorf("%s: delete class 1:%x: %w", d.Name, m, err))
 			}
 		}
@@ -189,19 +219,26 @@ func (n *Network) invalidate() {
 // minor; the answer is at most statsTTL old.
 func (n *Network) Classes() (map[string]map[uint16]netsched.ClassInfo, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.cached != nil && time.Since(n.at) < statsTTL {
+		defer n.mu.Unlock()
 		return n.cached, nil
 	}
-	out := make(map[string]map[uint16]netsched.ClassInfo, len(n.devs))
-	for _, d := range n.devs {
+	devs := n.devs
+	n.mu.Unlock()
+	out := make(map[string]map[uint16]netsched.ClassInfo, len(devs))
+	for _, d := range devs {
 		cl, err := n.tc.Classes(d.Index)
 		if err != nil {
+			if n.gone(d, err) {
+				continue
+			}
 			return nil, fmt.Errorf("traffic classes of %s: %w", d.Name, err)
 		}
 		out[d.Name] = cl
 	}
+	n.mu.Lock()
 	n.cached, n.at = out, time.Now()
+	n.mu.Unlock()
 	return out, nil
 }
 
@@ -210,10 +247,12 @@ func (n *Network) Classes() (map[string]map[uint16]netsched.ClassInfo, error) {
 // what a crash or an unclean stop left behind.
 func (n *Network) Prune(keep func(minor uint16) bool) error {
 	var errs []error
-	for _, d := range n.devs {
+	for _, d := range n.devices() {
 		cl, err := n.tc.Classes(d.Index)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("traffic classes of %s: %w", d.Name, err))
+			if !n.gone(d, err) {
+				errs = append(errs, fmt.Errorf("traffic classes of %s: %w", d.Name, err))
+			}
 			continue
 		}
 		var drop []uint16

@@ -2,7 +2,9 @@ package units
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/porto-dev/porto/units/netsched"
@@ -15,6 +17,7 @@ type fakeTC struct {
 	setup   []int
 	classes map[int]map[uint16]netsched.ClassInfo
 	calls   int
+	gone    map[int]bool // devices that answer ENODEV
 }
 
 func newFakeTC(links ...netsched.Link) *fakeTC {
@@ -33,6 +36,9 @@ func (f *fakeTC) Setup(i int) error {
 	return nil
 }
 func (f *fakeTC) SetClass(i int, c netsched.Class) error {
+	if f.gone[i] {
+		return fmt.Errorf("netsched: set class dev %d: %w", i, syscall.ENODEV)
+	}
 	cl := f.classes[i]
 	if _, ok := cl[c.Parent]; !ok {
 		return errors.New("ENOENT")
@@ -54,6 +60,9 @@ func (f *fakeTC) DeleteClass(i int, m uint16) error {
 	return nil
 }
 func (f *fakeTC) Classes(i int) (map[uint16]netsched.ClassInfo, error) {
+	if f.gone[i] {
+		return nil, fmt.Errorf("netsched: classes dev %d: %w", i, syscall.ENODEV)
+	}
 	f.calls++
 	out := map[uint16]netsched.ClassInfo{}
 	for k, v := range f.classes[i] {
@@ -157,5 +166,26 @@ func TestNetParentLevel(t *testing.T) {
 		if got := NetParentLevel(c.level); got != c.want {
 			t.Errorf("NetParentLevel(%d) = %d, want %d", c.level, got, c.want)
 		}
+	}
+}
+
+// A device that vanishes (ENODEV) is dropped, not an error of every later
+// start and read.
+func TestNetworkDeviceGone(t *testing.T) {
+	tc := newFakeTC(netsched.Link{Index: 2, Name: "eth0", Up: true}, netsched.Link{Index: 4, Name: "em1", Up: true})
+	n, err := NewNetwork(tc, NetworkOptions{Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.gone = map[int]bool{4: true}
+	if err := n.SetClass(0x10, netsched.RootMinor, NetShape{}); err != nil {
+		t.Fatalf("SetClass with a vanished device: %v", err)
+	}
+	if !slices.Equal(n.Devices(), []string{"eth0"}) {
+		t.Errorf("devices %v after em1 vanished", n.Devices())
+	}
+	cl, err := n.Classes()
+	if err != nil || len(cl) != 1 || cl["eth0"][0x11].Parent != 0x10 {
+		t.Errorf("classes %v, %v", cl, err)
 	}
 }
