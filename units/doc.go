@@ -81,7 +81,10 @@
 // the reason, and bad values are InvalidValue. On v1 this kernel refuses
 // memory_guarantee (no memory.low_limit_in_bytes; memory.soft_limit_in_bytes
 // is a reclaim priority, not a guarantee), recharge_on_pgfault and
-// io_policy=batch (no blkio weights without CFQ/BFQ weights). cpu_policy
+// io_policy=batch: a weight must act, and blkio.bfq.weight (this kernel
+// has no blkio.weight) acts only on disks whose active scheduler is bfq,
+// while vda here runs mq-deadline. On v2, io.weight counts only where
+// io.cost.qos enables iocost, else io.bfq.weight on a bfq disk. cpu_policy
 // idle uses cpu.idle; batch and rt set SCHED_BATCH / SCHED_RR 10 on the
 // container's own tasks (and on each task Attach moves in later); rt also
 // reserves 100 ms/s of real-time runtime along the cgroup chain when the

@@ -618,8 +618,14 @@ func (v *V1) Apply(name string, l Limits) (err error) {
 			}
 		}
 	}
-	if l.IOPolicy == "batch" && weightFile == "" {
-		ns.add("io_policy=batch: no blkio weight (blkio.weight or blkio.bfq.weight) in this kernel; the block device's scheduler has no proportional weights")
+	if l.IOPolicy == "batch" {
+		if weightFile == "" {
+			ns.add("io_policy=batch: no blkio weight (blkio.weight or blkio.bfq.weight) in this kernel; the block device's scheduler has no proportional weights")
+		} else if strings.HasSuffix(weightFile, ".bfq.weight") {
+			if ok, scheds := bfqWeightsWork(v.opts.BlockRoot); !ok {
+				ns.add("io_policy=batch: blkio.bfq.weight acts only on disks whose I/O scheduler is bfq, and none is (%s)", scheds)
+			}
+		}
 	}
 	if l.Devices != nil && v.by["devices"] == nil {
 		ns.add("devices: the devices hierarchy is not mounted")

@@ -122,6 +122,21 @@ func (v *V2) enable(dir string, log bool) error {
 	return nil
 }
 
+// iocostEnabled reports whether the root's io.cost.qos enables iocost for
+// some device ("8:0 enable=1 ctrl=auto ...").
+func iocostEnabled(mount string) bool {
+	b, err := readFile(mount + "/io.cost.qos")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if slices.Contains(strings.Fields(line), "enable=1") {
+			return true
+		}
+	}
+	return false
+}
+
 // Version reports CgroupV2.
 func (v *V2) Version() Version { return CgroupV2 }
 
@@ -477,15 +492,26 @@ func (v *V2) Apply(name string, l Limits) (err error) {
 			ns.add("io_limit: io.max needs a block device and none was found in %s", v.opts.BlockRoot)
 		}
 	}
+	// A weight acts through iocost (io.weight, once io.cost.qos enables
+	// it for a device) or bfq (io.bfq.weight, on disks bfq schedules).
 	weightFile := ""
-	for _, f := range []string{"io.weight", "io.bfq.weight"} {
-		if exists(d + "/" + f) {
-			weightFile = d + "/" + f
-			break
+	bfqOK, scheds := false, ""
+	if exists(d+"/io.weight") && iocostEnabled(v.opts.MountRoot) {
+		weightFile = d + "/io.weight"
+	} else if exists(d + "/io.bfq.weight") {
+		if bfqOK, scheds = bfqWeightsWork(v.opts.BlockRoot); bfqOK {
+			weightFile = d + "/io.bfq.weight"
 		}
 	}
 	if l.IOPolicy == "batch" && weightFile == "" {
-		ns.add("io_policy=batch: no io.weight or io.bfq.weight; the block device's scheduler has no proportional weights")
+		switch {
+		case exists(d+"/io.bfq.weight") && !bfqOK:
+			ns.add("io_policy=batch: iocost is not enabled (io.cost.qos) and io.bfq.weight acts only on disks whose I/O scheduler is bfq, and none is (%s)", scheds)
+		case exists(d + "/io.weight"):
+			ns.add("io_policy=batch: io.weight acts only where iocost is enabled, and io.cost.qos enables it for no device")
+		default:
+			ns.add("io_policy=batch: no io.weight or io.bfq.weight; the block device's scheduler has no proportional weights")
+		}
 	}
 	if err = ns.err(); err != nil {
 		return err

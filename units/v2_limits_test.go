@@ -3,6 +3,7 @@ package units
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -247,5 +248,35 @@ func TestV2StatsEdges(t *testing.T) {
 	os.Remove(p + "/memory.current")
 	if _, err := v.Stats("p"); err == nil || !strings.Contains(err.Error(), "memory.current") {
 		t.Errorf("without memory.current: %v", err)
+	}
+}
+
+// io_policy=batch needs a weight that acts: io.weight where iocost is on
+// (io.cost.qos), else io.bfq.weight on a disk bfq schedules; else it is
+// NotSupported with the reason.
+func TestV2IOWeightMustAct(t *testing.T) {
+	v, mount := newFakeV2(t)
+	if err := v.Create("w"); err != nil {
+		t.Fatal(err)
+	}
+	d := mount + "/porto/w"
+	write(t, d+"/io.bfq.weight", "default 100\n")
+	write(t, mount+"/io.cost.qos", "254:0 enable=0 ctrl=auto\n")
+	err := v.Apply("w", Limits{IOPolicy: "batch"})
+	if api.CodeOf(err) != api.NotSupported || !strings.Contains(err.Error(), "vda: none") {
+		t.Fatalf("no iocost, no bfq disk: %v", err)
+	}
+	write(t, filepath.Join(v.opts.BlockRoot, "vda", "queue", "scheduler"), "mq-deadline kyber [bfq] none\n")
+	if err := v.Apply("w", Limits{IOPolicy: "batch"}); err != nil {
+		t.Fatalf("bfq on vda: %v", err)
+	}
+	if got := read(t, d+"/io.bfq.weight"); got != "default 10" {
+		t.Errorf("io.bfq.weight = %q", got)
+	}
+	os.Remove(d + "/io.bfq.weight")
+	v.Apply("w", Limits{IOPolicy: "normal"})
+	err = v.Apply("w", Limits{IOPolicy: "batch"})
+	if api.CodeOf(err) != api.NotSupported || !strings.Contains(err.Error(), "io.cost.qos") {
+		t.Errorf("io.weight without iocost: %v", err)
 	}
 }

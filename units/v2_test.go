@@ -66,6 +66,7 @@ func fakeV2(t *testing.T) (mount, block string) {
 		"cgroup.procs":           "1\n",
 		"cgroup.max.depth":       "max\n",
 		"cpu.stat":               "usage_usec 1\n",
+		"io.cost.qos":            "254:0 enable=1 ctrl=auto rpct=0.00 rlat=250000 wpct=0.00 wlat=250000 min=1.00 max=10000.00\n",
 	} {
 		write(t, filepath.Join(mount, f), c)
 	}
