@@ -546,7 +546,7 @@ func (s *Systemd) unitProps(first string, l Limits) ([]sdbus.Property, error) {
 		ns.add("devices: a first-level container's devices cgroup is systemd's, and DeviceAllow= takes device paths, not MAJOR:MINOR rules")
 	}
 	if l.IOPolicy == "batch" {
-		ns.add("io_policy=batch: no blkio weights (CFQ/BFQ) on this kernel")
+		ns.add("io_policy=batch: a first-level container's blkio cgroup is systemd's, and porto sets no BlockIOWeight= for it")
 	}
 	var bw []struct {
 		Path string
