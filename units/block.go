@@ -7,10 +7,10 @@ import (
 	"strings"
 )
 
-// blockDevices lists "MAJOR:MINOR" of every whole disk under blockRoot
-// (/sys/block) that io_limit applies to: loop, ram and zram devices and
-// disks of size 0 are left out.
-func blockDevices(blockRoot string) []string {
+// wholeDisks lists the names under blockRoot (/sys/block) of the disks
+// porto's I/O limits apply to: loop, ram and zram devices and disks of
+// size 0 are left out.
+func wholeDisks(blockRoot string) []string {
 	ents, err := os.ReadDir(blockRoot)
 	if err != nil {
 		return nil
@@ -24,6 +24,15 @@ func blockDevices(blockRoot string) []string {
 		if sz, err := readUint(filepath.Join(blockRoot, n, "size")); err != nil || sz == 0 {
 			continue
 		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// blockDevices lists "MAJOR:MINOR" of every disk of wholeDisks, sorted.
+func blockDevices(blockRoot string) []string {
+	var out []string
+	for _, n := range wholeDisks(blockRoot) {
 		b, err := os.ReadFile(filepath.Join(blockRoot, n, "dev"))
 		if err != nil {
 			continue
@@ -41,18 +50,7 @@ func blockDevices(blockRoot string) []string {
 // it has no such file).
 func diskSchedulers(blockRoot string) map[string]string {
 	out := map[string]string{}
-	ents, err := os.ReadDir(blockRoot)
-	if err != nil {
-		return out
-	}
-	for _, e := range ents {
-		n := e.Name()
-		if strings.HasPrefix(n, "loop") || strings.HasPrefix(n, "ram") || strings.HasPrefix(n, "zram") {
-			continue
-		}
-		if sz, err := readUint(filepath.Join(blockRoot, n, "size")); err != nil || sz == 0 {
-			continue
-		}
+	for _, n := range wholeDisks(blockRoot) {
 		sched := "none"
 		if b, err := os.ReadFile(filepath.Join(blockRoot, n, "queue", "scheduler")); err == nil {
 			s := string(b)
