@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -406,7 +405,7 @@ func (e *Env) rcStartPortodEnv(t *testing.T, conn *dbus.Conn, extra ...string) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(e.Bin, "portod"), "--config", e.Conf)
+	cmd := e.portodCmd()
 	cmd.Env = append([]string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"DBUS_SYSTEM_BUS_ADDRESS=" + e.BusAddr,

@@ -43,7 +43,9 @@ import (
 // PORTO_CHAOS_TREE_ROUNDS sets the number of rounds (default 50).
 // PORTO_CHAOS_SEED replays a run.
 func TestChaosKillTree(t *testing.T) {
-	e := NewEnv(t)
+	// With traffic control: classes survive the crashes with their
+	// containers, and none is left at the end.
+	e := NewEnvNet(t, nil)
 	conn := e.rcBus(t)
 	if err := e.StopPortod(); err != nil {
 		t.Fatal(err)

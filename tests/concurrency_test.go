@@ -282,7 +282,9 @@ func mountTable() map[string]bool {
 }
 
 func TestConcurrencyRandomTrees(t *testing.T) {
-	e := NewEnv(t)
+	// With traffic control (in a network namespace of the test's own): a
+	// class per container, made and deleted under the same churn.
+	e := NewEnvNet(t, nil)
 	e.CleanupContainers(t)
 	mountsBefore := mountTable()
 	ctx := context.Background()

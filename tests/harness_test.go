@@ -399,10 +399,7 @@ func (e *Env) StartPortod() {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(e.Bin, "portod"), "--config", e.Conf)
-	if e.NetNS != "" {
-		cmd = exec.Command("nsenter", "--net=/run/netns/"+e.NetNS, "--", filepath.Join(e.Bin, "portod"), "--config", e.Conf)
-	}
+	cmd := e.portodCmd()
 	cmd.Env = []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"DBUS_SYSTEM_BUS_ADDRESS=" + e.BusAddr,
@@ -440,6 +437,15 @@ func (e *Env) StartPortod() {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// portodCmd is the command that starts portod (in the env's network
+// namespace, if it has one).
+func (e *Env) portodCmd() *exec.Cmd {
+	if e.NetNS != "" {
+		return exec.Command("nsenter", "--net=/run/netns/"+e.NetNS, "--", filepath.Join(e.Bin, "portod"), "--config", e.Conf)
+	}
+	return exec.Command(filepath.Join(e.Bin, "portod"), "--config", e.Conf)
 }
 
 // PortodAlive reports whether the portod master is still running.
@@ -507,6 +513,13 @@ func (e *Env) Close() {
 	if e.PortodAlive() {
 		e.DestroyAll(t)
 		e.AssertClean()
+		if e.NetNS != "" {
+			// Only porto's own traffic classes are left: 1:1 and 1:2.
+			out, err := e.NetExec("tc", "class", "show", "dev", "em1")
+			if n := len(strings.Split(strings.TrimSpace(out), "\n")); err != nil || n != 2 {
+				t.Errorf("traffic classes left on em1 after every container was destroyed (%v):\n%s", err, out)
+			}
+		}
 	} else if e.portod != nil {
 		t.Errorf("portod died during the test\n%s", e.LogTail())
 	}
