@@ -399,6 +399,11 @@ func (m *Manager) respawn(c *Container, gen int) {
 	if !ok {
 		return
 	}
+	if pausedAncestor(c) != nil {
+		// Its cgroups would be born frozen: try again once resumed.
+		time.AfterFunc(m.cfg.RespawnDelay, func() { m.respawn(c, gen) })
+		return
+	}
 	if p := c.parent; !p.isRoot() {
 		if s := p.state(); s != api.StateRunning && s != api.StateMeta {
 			return

@@ -465,6 +465,12 @@ func (m *Manager) startOne(ctx context.Context, caller Caller, c *Container, exp
 			return api.Errorf(api.InvalidState, "parent container %s is %s", p.name, ps)
 		}
 	}
+	// A paused grandparent leaves its children running or meta, but
+	// every cgroup made below it is born frozen (v1 freezer): the stage
+	// would wait, frozen, until start_timeout.
+	if err := pausedAncestor(c); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	c.rec.Respawns = 0
 	c.timerGen++
@@ -589,8 +595,17 @@ func (m *Manager) Resume(ctx context.Context, caller Caller, name string) error 
 	if p := c.parent; !p.isRoot() && p.state() == api.StatePaused {
 		return api.Errorf(api.InvalidState, "parent container %s is paused", p.name)
 	}
-	if err := m.cg.Thaw(c.name); err != nil {
-		return api.Wrap(api.Unknown, err, "thaw: "+err.Error())
+	// The whole subtree resumes: a descendant paused on its own before
+	// (its cgroup frozen by itself, not only through c's) is thawed too,
+	// top-down, or it would read running while frozen and every start
+	// below it would hang in a frozen cgroup.
+	for _, n := range nodes {
+		if n != c && n.state() != api.StatePaused {
+			continue
+		}
+		if err := m.cg.Thaw(n.name); err != nil {
+			return api.Wrap(api.Unknown, err, "thaw "+n.name+": "+err.Error())
+		}
 	}
 	for _, n := range nodes {
 		n.mu.Lock()

@@ -405,3 +405,42 @@ func TestCreateDestroyRaceLeavesNoRecord(t *testing.T) {
 		}
 	}
 }
+
+// A child paused on its own, then its parent paused and resumed: the
+// resume thaws the child's own freezer too, so that the child, which
+// reads running again, really runs (a start below it used to hang in a
+// frozen cgroup until start_timeout).
+func TestResumeThawsSelfPausedDescendants(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.run(root, "g", "sleep 1000")
+	e.run(root, "g/p", "sleep 1000")
+	e.must(e.m.Pause(ctx, root, "g/p"))
+	e.must(e.m.Pause(ctx, root, "g"))
+	e.must(e.m.Resume(ctx, root, "g"))
+	if st := e.get("g/p", "state"); st != "running" {
+		t.Fatalf("g/p is %s after g's resume", st)
+	}
+	if fr, _ := e.cg.Frozen("g/p"); fr {
+		t.Errorf("g/p reads running but its cgroup is still frozen")
+	}
+	e.must(e.m.Destroy(ctx, root, "g"))
+}
+
+// A start below a paused ancestor is refused, whatever state the parent
+// reads: its cgroups would be born frozen.
+func TestStartBelowPausedAncestor(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.run(root, "g", "sleep 1000")
+	e.run(root, "g/p", "sleep 1000")
+	e.must(e.m.Create(ctx, root, "g/p/c"))
+	e.must(e.m.Set(ctx, root, "g/p/c", "command", "sleep 1000"))
+	e.must(e.m.Pause(ctx, root, "g"))
+	if err := e.m.Start(ctx, root, "g/p/c"); api.CodeOf(err) != api.InvalidState {
+		t.Fatalf("start below a paused ancestor: %v, want InvalidState", err)
+	}
+	e.must(e.m.Resume(ctx, root, "g"))
+	e.must(e.m.Start(ctx, root, "g/p/c"))
+	e.must(e.m.Destroy(ctx, root, "g"))
+}
