@@ -29,7 +29,7 @@ func init() {
 		cmdKill,
 		simple("pause", "pause container", "Freeze each container NAME and its children. Stops at the first failure.", false,
 			func(c Client, x *CLI, n string) error { return c.Pause(x.ctx(), n) }),
-		simple("resume", "resume container", "Thaw each paused container NAME. Stops at the first failure.", false,
+		simple("resume", "resume container", "Thaw each paused container NAME with its subtree. Stops at the first failure.", false,
 			func(c Client, x *CLI, n string) error { return c.Resume(x.ctx(), n) }),
 		cmdSet,
 		cmdGet,
