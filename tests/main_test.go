@@ -22,16 +22,24 @@ func mountedAt(dir string) bool {
 	return false
 }
 
-// TestMain undoes the one host change the tests cause that outlives a
-// portod: the net_cls hierarchy its traffic control mounted (each test
-// removes its own cgroups in it).
+// netnsDir is where `ip netns add` (NewEnvNet) bind-mounts named network
+// namespaces; it makes the directory a mount point on first use.
+const netnsDir = "/run/netns"
+
+// TestMain undoes the host changes the tests cause that outlive a portod:
+// the net_cls hierarchy its traffic control mounted (each test removes
+// its own cgroups in it), and the /run/netns mount of `ip netns` (each
+// test deletes its own namespace).
 func TestMain(m *testing.M) {
-	before := mountedAt(netClsMount)
+	clsBefore, nsBefore := mountedAt(netClsMount), mountedAt(netnsDir)
 	code := m.Run()
-	if !before && mountedAt(netClsMount) {
+	if !clsBefore && mountedAt(netClsMount) {
 		if err := unix.Unmount(netClsMount, 0); err == nil {
 			os.Remove(netClsMount)
 		}
+	}
+	if ents, _ := os.ReadDir(netnsDir); !nsBefore && len(ents) == 0 && mountedAt(netnsDir) {
+		unix.Unmount(netnsDir, 0)
 	}
 	os.Exit(code)
 }
