@@ -77,7 +77,11 @@ check-root:
 # -fuzz takes one target at a time). FUZZPAR lanes run side by side, each
 # taking whole packages (balanced by fuzzer count); crashers are saved in
 # <pkg>/testdata/fuzz/<FuzzName>/ next to the corpora. Minimizing a big new
-# input may take most of a run: FUZZMINTIME bounds it.
+# input may take most of a run: FUZZMINTIME bounds it. Go 1.26's fuzz
+# coordinator can end a run with "context deadline exceeded" at the
+# -fuzztime boundary without any failing input (golang/go#75804, fixed in
+# Go 1.27): such a run is run once more, and is not a failure if it ends
+# that way again; a failing input written always is.
 FUZZTIME ?= 60s
 FUZZPAR  ?= 1
 FUZZMINTIME ?= 5s
@@ -94,8 +98,11 @@ fuzz:
 				out=$$(mktemp); \
 				$(GO) test $(GOFLAGS) -run='^$$' -fuzz="^$$fz$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $$pkg >$$out 2>&1; st=$$?; cat $$out; \
 				if [ $$st != 0 ] && ! grep -q 'Failing input written to' $$out && grep -q 'context deadline exceeded' $$out; then \
-					echo "fuzz: $$pkg $$fz: go test -fuzz ended on its own deadline with no failing input (a toolchain flake); running it once more"; \
+					echo "fuzz: $$pkg $$fz: go test -fuzz ended on its own deadline with no failing input (golang/go#75804, fixed in Go 1.27); running it once more"; \
 					$(GO) test $(GOFLAGS) -run='^$$' -fuzz="^$$fz$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINTIME) $$pkg >$$out 2>&1; st=$$?; cat $$out; \
+					if [ $$st != 0 ] && ! grep -q 'Failing input written to' $$out && grep -q 'context deadline exceeded' $$out; then \
+						echo "fuzz: $$pkg $$fz: the same deadline race again, still no failing input: not a crash"; st=0; \
+					fi; \
 				fi; \
 				rm -f $$out; \
 				[ $$st = 0 ] || { echo "fuzz: $$pkg $$fz FAILED" >&2; lrc=1; }; \
