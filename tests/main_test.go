@@ -2,7 +2,6 @@ package tests
 
 import (
 	"os"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -12,15 +11,8 @@ import (
 // when none is mounted (units.EnsureNetCls).
 const netClsMount = "/sys/fs/cgroup/net_cls"
 
-func mountedAt(dir string) bool {
-	b, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[4] == dir {
-			return true
-		}
-	}
-	return false
-}
+// mountedAt reports whether dir is a mount point.
+func mountedAt(dir string) bool { return mountPoints()[dir] }
 
 // netnsDir is where `ip netns add` (NewEnvNet) bind-mounts named network
 // namespaces; it makes the directory a mount point on first use.

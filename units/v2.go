@@ -122,6 +122,27 @@ func (v *V2) enable(dir string, log bool) error {
 	return nil
 }
 
+// ioWeightFile is the weight file of cgroup dir that acts: io.weight where
+// io.cost.qos enables iocost, else io.bfq.weight where a disk runs bfq.
+// Without one it says why. It reads the root's io.cost.qos and the disks'
+// schedulers, so Apply asks only when io_policy is batch or changes.
+func (v *V2) ioWeightFile(d string) (file, why string) {
+	if exists(d+"/io.weight") && iocostEnabled(v.opts.MountRoot) {
+		return d + "/io.weight", ""
+	}
+	if exists(d + "/io.bfq.weight") {
+		ok, scheds := bfqWeightsWork(v.opts.BlockRoot)
+		if ok {
+			return d + "/io.bfq.weight", ""
+		}
+		return "", "iocost is not enabled (io.cost.qos) and io.bfq.weight acts only on disks whose I/O scheduler is bfq, and none is (" + scheds + ")"
+	}
+	if exists(d + "/io.weight") {
+		return "", "io.weight acts only where iocost is enabled, and io.cost.qos enables it for no device"
+	}
+	return "", "no io.weight or io.bfq.weight; the block device's scheduler has no proportional weights"
+}
+
 // iocostEnabled reports whether the root's io.cost.qos enables iocost for
 // some device ("8:0 enable=1 ctrl=auto ...").
 func iocostEnabled(mount string) bool {
@@ -492,25 +513,9 @@ func (v *V2) Apply(name string, l Limits) (err error) {
 			ns.add("io_limit: io.max needs a block device and none was found in %s", v.opts.BlockRoot)
 		}
 	}
-	// A weight acts through iocost (io.weight, once io.cost.qos enables
-	// it for a device) or bfq (io.bfq.weight, on disks bfq schedules).
-	weightFile := ""
-	bfqOK, scheds := false, ""
-	if exists(d+"/io.weight") && iocostEnabled(v.opts.MountRoot) {
-		weightFile = d + "/io.weight"
-	} else if exists(d + "/io.bfq.weight") {
-		if bfqOK, scheds = bfqWeightsWork(v.opts.BlockRoot); bfqOK {
-			weightFile = d + "/io.bfq.weight"
-		}
-	}
-	if l.IOPolicy == "batch" && weightFile == "" {
-		switch {
-		case exists(d+"/io.bfq.weight") && !bfqOK:
-			ns.add("io_policy=batch: iocost is not enabled (io.cost.qos) and io.bfq.weight acts only on disks whose I/O scheduler is bfq, and none is (%s)", scheds)
-		case exists(d + "/io.weight"):
-			ns.add("io_policy=batch: io.weight acts only where iocost is enabled, and io.cost.qos enables it for no device")
-		default:
-			ns.add("io_policy=batch: no io.weight or io.bfq.weight; the block device's scheduler has no proportional weights")
+	if l.IOPolicy == "batch" {
+		if _, why := v.ioWeightFile(d); why != "" {
+			ns.add("io_policy=batch: %s", why)
 		}
 	}
 	if err = ns.err(); err != nil {
@@ -612,7 +617,7 @@ func (v *V2) Apply(name string, l Limits) (err error) {
 		cur.IOLimit = l.IOLimit
 	}
 	if force || normPolicy(l.IOPolicy) != normPolicy(cur.IOPolicy) {
-		if weightFile != "" {
+		if weightFile, _ := v.ioWeightFile(d); weightFile != "" {
 			w := "default 100"
 			if l.IOPolicy == "batch" {
 				w = "default 10"
